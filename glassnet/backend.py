@@ -1,0 +1,73 @@
+"""Array namespace and dtype policy.
+
+Every op asks this module for its array namespace (``xp``) instead of importing
+NumPy directly where it allocates, so a CuPy backend can slot in later without
+touching the ops. Floating-point policy:
+
+* float32 is the default dtype: integer and boolean inputs (the lectures' 0/1
+  images) are converted to it, which is exact for integers below 2**24;
+* float64 is supported everywhere and used by the gradient checks;
+* float16 and other dtypes are rejected with a clear error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_SUPPORTED = (np.dtype(np.float32), np.dtype(np.float64))
+_default_dtype: np.dtype = np.dtype(np.float32)
+
+
+def get_default_dtype() -> np.dtype:
+    """The dtype integer inputs and new parameters get (float32 unless changed)."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Set the default floating dtype: ``np.float32`` or ``np.float64``."""
+    global _default_dtype
+    d = np.dtype(dtype)
+    if d not in _SUPPORTED:
+        raise ValueError(f"default dtype must be float32 or float64, got {d}")
+    _default_dtype = d
+
+
+def array_namespace(*arrays: Any) -> Any:
+    """Return the array module (``numpy`` or ``cupy``) the given arrays live in."""
+    for a in arrays:
+        mod = type(a).__module__
+        if mod.startswith("cupy"):
+            import cupy  # type: ignore[import-not-found]
+
+            return cupy
+    return np
+
+
+def as_float(x: Any, name: str = "input", dtype: Any = None) -> np.ndarray:
+    """Return ``x`` as a float32/float64 array.
+
+    Float32 and float64 arrays pass through untouched (no copy); integers, booleans
+    and Python sequences are converted to ``dtype`` (default: the default dtype).
+    Other float widths (float16) raise ``TypeError``.
+    """
+    xp = array_namespace(x)
+    if isinstance(x, xp.ndarray) and x.dtype in _SUPPORTED and dtype is None:
+        return x
+    arr = xp.asarray(x)
+    if arr.dtype in _SUPPORTED and dtype is None:
+        return arr
+    if arr.dtype.kind == "f" and dtype is None:
+        raise TypeError(f"{name}: dtype {arr.dtype} is not supported; use float32 or float64")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    return arr.astype(np.dtype(dtype) if dtype is not None else _default_dtype)
+
+
+def result_dtype(*arrays: Any) -> np.dtype:
+    """The float dtype an op computes in: float64 if any input is float64."""
+    for a in arrays:
+        if a is not None and getattr(a, "dtype", None) == np.float64:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)

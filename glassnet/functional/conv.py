@@ -1,0 +1,225 @@
+"""2-D convolution (cross-correlation by default), forward and backward.
+
+Shapes: ``x`` [N, C_in, H, W], ``weight`` [C_out, C_in/groups, k_h, k_w], ``bias`` [C_out],
+output [N, C_out, H_out, W_out] with, per axis,
+
+    H_out = floor((H + pad_top + pad_bottom − d·(k−1) − 1) / s) + 1
+
+which for symmetric padding P, no dilation, is the lectures' (W − F + 2P)/S + 1.
+
+Definition (cross-correlation, what every worked example in the lectures computes):
+
+    out[n, o, y, x] = b[o] + Σ_c Σ_i Σ_j  x_pad[n, g(o)·C_g + c, y·s_h + i·d_h, x·s_w + j·d_w] · w[o, c, i, j]
+
+``flip=True`` computes true convolution, Σ I(i−m, j−n)·K(m, n), which is the same sum
+with the kernel rotated by 180°.
+
+How it is computed. The input is padded once into a channel-major buffer
+[C, N·H_p·W_p] and the window taps (see :mod:`glassnet.functional.window`) are
+stacked into an im2col matrix [C·k_h·k_w, positions], so the whole layer is one
+matrix product ``W[C_out, C·k·k] @ cols``. Two ways to build ``cols``:
+
+* stride 1 ("shift" path): in the flattened padded buffer, tap (i, j) of every output
+  position is the element ``i·d_h·W_p + j·d_w`` further on, so each tap's row block is
+  one contiguous slice copy. Outputs are computed at every padded position (the ones
+  past the right and bottom edge are thrown away), which is cheaper than gathering as
+  long as H_p·W_p is not much larger than H_out·W_out;
+* otherwise ("gather" path): each tap is a strided slice of the padded input, copied
+  into place.
+
+Backward reuses the same layout: ``dW = dOut @ colsᵀ`` (for the shift path computed
+tap by tap straight from the padded buffer, no cols needed) and
+``dcols = Wᵀ @ dOut``, whose tap blocks are added back at the taps' offsets (col2im).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import as_float, result_dtype
+from ._args import conv_padding, pair, window_out
+from ._op import Context, Op
+from .window import check_4d, describe_window, taps
+
+# Use the shift path when computing at every padded position costs at most this many
+# times the useful outputs (measured in benchmarks/bench_ops.py).
+SHIFT_WASTE_LIMIT = 2.2
+
+
+def _check(x: np.ndarray, weight: np.ndarray, bias: Any, groups: Any) -> None:
+    check_4d(x, "conv2d")
+    if weight.ndim != 4:
+        raise ValueError(
+            f"conv2d expected a 4-D weight [C_out, C_in/groups, kH, kW], got shape {weight.shape}"
+        )
+    if not isinstance(groups, int | np.integer) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    c, f, cg = x.shape[1], weight.shape[0], weight.shape[1]
+    if c % groups:
+        raise ValueError(f"conv2d: groups={groups} does not divide the {c} input channels")
+    if f % groups:
+        raise ValueError(f"conv2d: groups={groups} does not divide the {f} output channels")
+    if cg * groups != c:
+        raise ValueError(
+            f"conv2d: weight {list(weight.shape)} expects {cg * groups} input channels "
+            f"(C_in/groups = {cg}, groups = {groups}), got {c}"
+        )
+    if bias is not None and np.shape(bias) != (f,):
+        raise ValueError(f"conv2d: bias must have shape ({f},), got {np.shape(bias)}")
+
+
+def conv2d_geometry(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, padding: Any, dilation: Any
+) -> tuple[
+    tuple[int, int], tuple[int, int], tuple[tuple[int, int], tuple[int, int]], tuple[int, int]
+]:
+    """Normalised (stride, dilation, pads, (H_out, W_out)) for shapes [N,C,H,W] and [F,C_g,kH,kW].
+
+    Raises ``ValueError`` when the (dilated) kernel is larger than the padded input.
+    """
+    h, w = x_shape[2:]
+    kh, kw = w_shape[2:]
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    pads = conv_padding(padding, (kh, kw), stride, dilation, (h, w))
+    (pt, pb), (pl, pr) = pads
+    ho = window_out(h, kh, stride[0], pt, pb, dilation[0])
+    wo = window_out(w, kw, stride[1], pl, pr, dilation[1])
+    if ho < 1 or wo < 1:
+        raise ValueError(
+            f"conv2d: kernel {describe_window((kh, kw), dilation)} is larger than the padded input "
+            f"{h + pt + pb}×{w + pl + pr} (input {h}×{w}, padding {pads})"
+        )
+    return stride, dilation, pads, (ho, wo)
+
+
+def conv2d_forward(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    flip: bool = False,
+) -> tuple[np.ndarray, Context]:
+    """2-D cross-correlation (``flip=True``: true convolution). Returns ``(out, ctx)``.
+
+    Args:
+        x: input [N, C_in, H, W].
+        weight: filters [C_out, C_in/groups, k_h, k_w]; ``weight[o]`` is a filter,
+            ``weight[o, c]`` the kernel it applies to input channel c.
+        bias: [C_out] or None; one bias per output channel.
+        stride, dilation: int or (h, w).
+        padding: int, (ph, pw), ((top, bottom), (left, right)), 'same' or 'valid'.
+        groups: input and output channels are split into this many groups.
+        flip: rotate the kernel by 180° (true convolution).
+
+    Output: [N, C_out, H_out, W_out], H_out = floor((H + P_t + P_b − d·(k_h−1) − 1)/s) + 1.
+    """
+    x = as_float(x, "conv2d input")
+    weight = as_float(weight, "conv2d weight")
+    _check(x, weight, bias, groups)
+    dtype = result_dtype(x, weight, bias)
+    x = x.astype(dtype, copy=False)
+    weight = weight.astype(dtype, copy=False)
+    if bias is not None:
+        bias = as_float(bias, "conv2d bias").astype(dtype, copy=False)
+    n, c, h, w = x.shape
+    f, cg, kh, kw = weight.shape
+    stride, dilation, pads, (ho, wo) = conv2d_geometry(
+        x.shape, weight.shape, stride, padding, dilation
+    )
+    (pt, pb), (pl, pr) = pads
+    wk = weight[:, :, ::-1, ::-1] if flip else weight
+    hp, wp = h + pt + pb, w + pl + pr
+    m = n * hp * wp
+    shift = stride == (1, 1) and m <= SHIFT_WASTE_LIMIT * n * ho * wo
+    t_count = kh * kw
+    w_mat = wk.reshape(groups, f // groups, cg * t_count)
+
+    if shift:
+        offsets = [i * dilation[0] * wp + j * dilation[1] for i in range(kh) for j in range(kw)]
+        buf = np.zeros((c, m + offsets[-1]), dtype=dtype)
+        buf[:, :m].reshape(c, n, hp, wp)[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
+        cols = np.empty((c, t_count, m), dtype=dtype)
+        for t, off in enumerate(offsets):
+            cols[:, t] = buf[:, off : off + m]
+        full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, m))
+        out = full.reshape(f, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
+        ctx = Context(path="shift", buf=buf, offsets=offsets)
+    else:
+        xp4 = np.zeros((c, n, hp, wp), dtype=dtype)
+        xp4[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
+        cols = np.empty((c, t_count, n, ho, wo), dtype=dtype)
+        for t, sl in taps((kh, kw), stride, dilation, (ho, wo)):
+            cols[:, t] = xp4[:, :, sl[0], sl[1]]
+        full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo))
+        out = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+        ctx = Context(path="gather", cols=cols)
+    out = np.ascontiguousarray(out)
+    if bias is not None:
+        out += bias.reshape(1, f, 1, 1)
+    ctx.update(
+        x_shape=x.shape, w_mat=w_mat, w_shape=weight.shape, pads=pads, stride=stride,
+        dilation=dilation, groups=groups, flip=flip, out_hw=(ho, wo), padded=(hp, wp),
+        has_bias=bias is not None, dtype=dtype,
+    )  # fmt: skip
+    return out, ctx
+
+
+def conv2d_backward(
+    grad: np.ndarray, ctx: Context
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`conv2d_forward`: ``(dx, dweight, dbias or None)``.
+
+    ``dweight[o, c, i, j] = Σ_{n,y,x} dOut[n, o, y, x] · x_pad[n, c, y·s + i·d, x·s + j·d]``
+    (the lectures' ∂L/∂filter = Σ ∂L/∂out · image, i.e. a cross-correlation of the
+    input with the output gradient); ``dx`` is the transposed convolution of dOut.
+    """
+    n, c, h, w = ctx.x_shape
+    f, cg, kh, kw = ctx.w_shape
+    groups, (ho, wo), (hp, wp) = ctx.groups, ctx.out_hw, ctx.padded
+    (pt, _), (pl, _) = ctx.pads
+    t_count = kh * kw
+    fg = f // groups
+    grad = np.asarray(grad, dtype=ctx.dtype)
+    if grad.shape != (n, f, ho, wo):
+        raise ValueError(
+            f"conv2d backward: expected grad of shape {(n, f, ho, wo)}, got {grad.shape}"
+        )
+    w_mat = ctx.w_mat
+    db = grad.sum(axis=(0, 2, 3)) if ctx.has_bias else None
+
+    if ctx.path == "shift":
+        m = n * hp * wp
+        g2 = np.zeros((f, n, hp, wp), dtype=ctx.dtype)
+        g2[:, :, :ho, :wo] = grad.transpose(1, 0, 2, 3)
+        g2 = g2.reshape(groups, fg, m)
+        buf = ctx.buf
+        dw = np.empty((groups, fg, cg, t_count), dtype=ctx.dtype)
+        for t, off in enumerate(ctx.offsets):
+            xs = buf[:, off : off + m].reshape(groups, cg, m)
+            dw[..., t] = np.matmul(g2, xs.transpose(0, 2, 1))
+        dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, m)
+        dbuf = np.zeros_like(buf)
+        for t, off in enumerate(ctx.offsets):
+            dbuf[:, off : off + m] += dcols[:, t]
+        dxp = dbuf[:, :m].reshape(c, n, hp, wp)
+    else:
+        g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
+        cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
+        dw = np.matmul(g2, cols.transpose(0, 2, 1))
+        dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, n, ho, wo)
+        dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
+        for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
+            dxp[:, :, sl[0], sl[1]] += dcols[:, t]
+    dx = np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3))
+    dw = dw.reshape(f, cg, kh, kw)
+    if ctx.flip:
+        dw = dw[:, :, ::-1, ::-1]
+    return dx, np.ascontiguousarray(dw), db
+
+
+conv2d = Op(conv2d_forward, conv2d_backward)

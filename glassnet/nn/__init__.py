@@ -1,0 +1,16 @@
+"""Modules (layers, containers) built on :mod:`glassnet.functional`, named as in ``torch.nn``."""
+
+from . import init
+from .containers import Concat, Residual, Sequential
+from .init import manual_seed
+from .layers import (
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout, Flatten, Identity,
+    LeakyReLU, Linear, LocalResponseNorm, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Softmax, Tanh, no_grad,
+)  # fmt: skip
+from .module import Module, Parameter
+
+__all__ = [
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Concat", "Conv2d", "Dense", "Dropout",
+    "Flatten", "Identity", "LeakyReLU", "Linear", "LocalResponseNorm", "LogSoftmax", "MaxPool2d", "Module",
+    "Parameter", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh", "init", "manual_seed", "no_grad",
+]  # fmt: skip

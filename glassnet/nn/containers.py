@@ -1,0 +1,210 @@
+"""Containers: a chain (``Sequential``), a residual block (``Residual``) and parallel
+branches concatenated along channels (``Concat``). Backward visits the children in
+reverse and adds up the gradients where paths join."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .layers import _keep
+from .module import Module, RFState, Shape, SummaryRow
+
+
+class Sequential(Module):
+    """Modules applied one after another; children are named "0", "1", … (or as given)."""
+
+    def __init__(self, *modules: Module | OrderedDict[str, Module]) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], dict):
+            for name, m in modules[0].items():
+                self._add(str(name), m)
+        else:
+            for i, m in enumerate(modules):
+                self._add(str(i), m)
+
+    def _add(self, name: str, m: Any) -> None:
+        if not isinstance(m, Module):
+            raise TypeError(f"Sequential: element {name} must be a Module, got {type(m).__name__}")
+        setattr(self, name, m)
+
+    def append(self, module: Module) -> Sequential:
+        self._add(str(len(self._modules)), module)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx: int | slice | str) -> Any:
+        if isinstance(idx, str):
+            return self._modules[idx]
+        items = list(self._modules.items())
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(items[idx]))
+        return items[idx][1]
+
+    def __setitem__(self, idx: int | str, module: Module) -> None:
+        name = idx if isinstance(idx, str) else list(self._modules)[idx]
+        self._add(name, module)
+
+    def forward(self, x: Any) -> np.ndarray:
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        for m in reversed(self._modules.values()):
+            grad_output = m.backward(grad_output)
+        return grad_output
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        for m in self._modules.values():
+            input_shape = m.output_shape(input_shape)
+        return input_shape
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        for m in self._modules.values():
+            rf = m.receptive(rf, input_shape)
+            input_shape = m.output_shape(input_shape)
+        return rf
+
+    def summarize(
+        self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]
+    ) -> tuple[Shape, RFState]:
+        for name, m in self._modules.items():
+            input_shape, rf = m.summarize(
+                input_shape, rf, f"{prefix}.{name}" if prefix else name, rows
+            )
+        return input_shape, rf
+
+
+class Residual(Module):
+    """y = activation(body(x) + shortcut(x)); the shortcut is the identity when None.
+
+    The ResNet building block: the body learns a residual that is added to the input
+    (or to a projection of it, e.g. a strided 1×1 conv, when the shapes change).
+    Backward: the gradient reaches x along both paths and the two are added.
+    """
+
+    def __init__(
+        self, body: Module, shortcut: Module | None = None, activation: Module | None = None
+    ) -> None:
+        super().__init__()
+        self.body = body
+        if shortcut is not None:
+            self.shortcut = shortcut
+        if activation is not None:
+            self.activation = activation
+        self._has_shortcut = shortcut is not None
+        self._has_activation = activation is not None
+
+    def forward(self, x: Any) -> np.ndarray:
+        b = self.body(x)
+        s = self.shortcut(x) if self._has_shortcut else x
+        if b.shape != np.shape(s):
+            raise ValueError(
+                f"Residual: body output {b.shape} and shortcut output {np.shape(s)} differ; "
+                "give a projection shortcut (e.g. a 1×1 Conv2d with the body's stride)"
+            )
+        y = b + s
+        if self._has_activation:
+            y = self.activation(y)
+        _keep(self, True)
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        self._saved()
+        g = self.activation.backward(grad_output) if self._has_activation else grad_output
+        dx = self.body.backward(g)
+        return dx + (self.shortcut.backward(g) if self._has_shortcut else g)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        out = self.body.output_shape(input_shape)
+        short = (
+            self.shortcut.output_shape(input_shape) if self._has_shortcut else tuple(input_shape)
+        )
+        if tuple(out) != tuple(short):
+            raise ValueError(f"Residual: body output {out} and shortcut output {short} differ")
+        return out
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        return self.body.receptive(rf, input_shape)
+
+    def summarize(
+        self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]
+    ) -> tuple[Shape, RFState]:
+        out, rf_out = self.body.summarize(
+            input_shape, rf, f"{prefix}.body" if prefix else "body", rows
+        )
+        if self._has_shortcut:
+            self.shortcut.summarize(
+                input_shape, rf, f"{prefix}.shortcut" if prefix else "shortcut", rows
+            )
+        self.output_shape(input_shape)
+        rows.append(SummaryRow(f"{prefix} (add)", "Add", out, 0, 0, 0, rf_out.size, rf_out.jump))
+        if self._has_activation:
+            out, rf_out = self.activation.summarize(out, rf_out, f"{prefix}.activation", rows)
+        return out, rf_out
+
+
+class Concat(Module):
+    """Parallel branches on the same input, outputs concatenated along channels (axis 1).
+
+    GoogLeNet's Inception module is four such branches. Backward splits the gradient
+    by channel and adds the branches' input gradients.
+    """
+
+    def __init__(self, *branches: Module) -> None:
+        super().__init__()
+        if not branches:
+            raise ValueError("Concat needs at least one branch")
+        for i, b in enumerate(branches):
+            setattr(self, str(i), b)
+
+    def forward(self, x: Any) -> np.ndarray:
+        outs = [b(x) for b in self._modules.values()]
+        spatial = {o.shape[:1] + o.shape[2:] for o in outs}
+        if len(spatial) != 1:
+            raise ValueError(
+                f"Concat: branch outputs {[o.shape for o in outs]} differ outside the channel axis"
+            )
+        _keep(self, [o.shape[1] for o in outs])
+        return np.concatenate(outs, axis=1)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        sizes = self._saved()
+        parts = np.split(grad_output, np.cumsum(sizes)[:-1], axis=1)
+        dx = None
+        for b, g in zip(self._modules.values(), parts, strict=True):
+            d = b.backward(np.ascontiguousarray(g))
+            dx = d if dx is None else dx + d
+        return dx
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        outs = [b.output_shape(input_shape) for b in self._modules.values()]
+        if len({o[:1] + o[2:] for o in outs}) != 1:
+            raise ValueError(f"Concat: branch outputs {outs} differ outside the channel axis")
+        return (outs[0][0], sum(o[1] for o in outs), *outs[0][2:])
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        rfs = [b.receptive(rf, input_shape) for b in self._modules.values()]
+        size = tuple(max(r.size[i] for r in rfs) for i in range(2))
+        return RFState(size, rfs[0].jump, rf.input_hw)  # type: ignore[arg-type]
+
+    def summarize(
+        self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]
+    ) -> tuple[Shape, RFState]:
+        for name, b in self._modules.items():
+            b.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
+        out = self.output_shape(input_shape)
+        rf_out = self.receptive(rf, input_shape)
+        rows.append(
+            SummaryRow(f"{prefix} (concat)", "Concat", out, 0, 0, 0, rf_out.size, rf_out.jump)
+        )
+        return out, rf_out

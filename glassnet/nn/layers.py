@@ -1,0 +1,590 @@
+"""Layers built on :mod:`glassnet.functional`, named as in ``torch.nn``.
+
+Each layer's forward calls the op's ``_forward`` and keeps its context; backward
+calls the op's ``_backward``, accumulates parameter gradients and returns the input
+gradient. Shapes follow NCHW; see each op for its output-size formula.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..backend import as_float, get_default_dtype
+from ..functional._args import pair
+from ..functional.conv import conv2d_geometry
+from ..functional.pool import pool_geometry
+from .init import init_bias, init_weight, make_rng
+from .module import Module, Parameter, RFState, Shape, kwargs_repr
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Inference: modules do not keep what backward would need (saves memory)."""
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def _keep(module: Module, ctx: Any) -> None:
+    object.__setattr__(module, "_ctx", ctx if _grad_enabled else None)
+
+
+class Identity(Module):
+    """Returns its input unchanged."""
+
+    def forward(self, x: Any) -> np.ndarray:
+        _keep(self, True)
+        return as_float(x)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return grad_output
+
+
+class Conv2d(Module):
+    """2-D convolution layer (cross-correlation; ``flip=True`` for true convolution).
+
+    Input [N, C_in, H, W] → output [N, C_out, H_out, W_out] with
+    H_out = floor((H + P_top + P_bottom − d·(k−1) − 1)/s) + 1.
+    Parameters: weight [C_out, C_in/groups, kH, kW] and bias [C_out], i.e.
+    C_out·(C_in/groups·kH·kW + 1), whatever H and W are (weight sharing).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        flip: bool = False,
+        init: str = "default",
+        rng: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        for name, v in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("groups", groups),
+        ):
+            if not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"Conv2d: {name} must be a positive int, got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv2d: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.dilation = pair(dilation, "dilation")
+        F._args.conv_padding(
+            padding, self.kernel_size, self.stride, self.dilation, (1, 1)
+        )  # validate now
+        self.padding = padding
+        self.flip = flip
+        self.init = init
+        dt = np.dtype(dtype) if dtype is not None else get_default_dtype()
+        self.weight = Parameter(
+            np.zeros((out_channels, in_channels // groups, *self.kernel_size), dtype=dt)
+        )
+        self.register_parameter(
+            "bias", Parameter(np.zeros(out_channels, dtype=dt)) if bias else None
+        )
+        self.reset_parameters(init, rng)
+
+    def reset_parameters(self, scheme: str | None = None, rng: Any = None) -> Conv2d:
+        scheme = scheme or self.init
+        gen = make_rng(rng)
+        w = self.weight
+        w.data = init_weight(w.shape, scheme, gen, w.dtype)
+        if self.bias is not None:
+            fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+            self.bias.data = init_bias(self.out_channels, fan_in, scheme, gen, w.dtype)
+        return self
+
+    def _name(self) -> str:
+        return f"Conv2d({self.in_channels}→{self.out_channels})"
+
+    def _check_input(self, shape: Shape) -> None:
+        if len(shape) != 4:
+            raise ValueError(
+                f"{self._name()} expected a 4-D input [N, C, H, W], got shape {tuple(shape)}"
+            )
+        if shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self._name()} expected {self.in_channels} input channels, got {shape[1]}"
+            )
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = as_float(x, "Conv2d input")
+        self._check_input(x.shape)
+        bias = None if self.bias is None else self.bias.data
+        out, ctx = F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding,
+                                    self.dilation, self.groups, self.flip)  # fmt: skip
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        dx, dw, db = F.conv2d_backward(grad_output, self._saved())
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        self._check_input(tuple(input_shape))
+        *_, (ho, wo) = conv2d_geometry(
+            tuple(input_shape), self.weight.shape, self.stride, self.padding, self.dilation
+        )
+        return (input_shape[0], self.out_channels, ho, wo)
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        return rf.through(self.kernel_size, self.stride, self.dilation)
+
+    def macs(self, input_shape: Shape) -> int:
+        n, _, ho, wo = self.output_shape(input_shape)
+        return n * self.out_channels * ho * wo * int(np.prod(self.weight.shape[1:]))
+
+    def extra_repr(self) -> str:
+        rest = kwargs_repr([
+            ("stride", self.stride, (1, 1)), ("padding", self.padding, 0), ("dilation", self.dilation, (1, 1)),
+            ("groups", self.groups, 1), ("bias", self.bias is not None, True), ("flip", self.flip, False),
+        ])  # fmt: skip
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}" + (
+            f", {rest}" if rest else ""
+        )
+
+
+class MaxPool2d(Module):
+    """Max pooling; stride defaults to the kernel size. No parameters.
+
+    H_out = floor((H + 2P − d·(k−1) − 1)/s) + 1 (ceil with ``ceil_mode=True``).
+    """
+
+    def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 ceil_mode: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+        pair(kernel_size, "kernel_size")
+
+    def _args(self) -> tuple[Any, ...]:
+        return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.max_pool2d_forward(x, *self._args())
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.max_pool2d_backward(grad_output, self._saved())[0]
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        *_, out = pool_geometry("MaxPool2d", tuple(input_shape), *self._args())
+        return (*input_shape[:2], *out)
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        k, s, d, _, _ = pool_geometry("MaxPool2d", tuple(input_shape), *self._args())
+        return rf.through(k, s, d)
+
+    def extra_repr(self) -> str:
+        rest = kwargs_repr([("stride", self.stride, None), ("padding", self.padding, 0),
+                            ("dilation", self.dilation, 1), ("ceil_mode", self.ceil_mode, False)])  # fmt: skip
+        return f"kernel_size={self.kernel_size!r}" + (f", {rest}" if rest else "")
+
+
+class AvgPool2d(Module):
+    """Average pooling; stride defaults to the kernel size. No parameters."""
+
+    def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        pair(kernel_size, "kernel_size")
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                                        self.count_include_pad)  # fmt: skip
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.avg_pool2d_backward(grad_output, self._saved())[0]
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        *_, out = pool_geometry("AvgPool2d", tuple(input_shape), self.kernel_size, self.stride, self.padding, 1,
+                                self.ceil_mode)  # fmt: skip
+        return (*input_shape[:2], *out)
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        k, s, d, _, _ = pool_geometry("AvgPool2d", tuple(input_shape), self.kernel_size, self.stride,
+                                      self.padding, 1, self.ceil_mode)  # fmt: skip
+        return rf.through(k, s, d)
+
+    def extra_repr(self) -> str:
+        rest = kwargs_repr([("stride", self.stride, None), ("padding", self.padding, 0),
+                            ("ceil_mode", self.ceil_mode, False),
+                            ("count_include_pad", self.count_include_pad, True)])  # fmt: skip
+        return f"kernel_size={self.kernel_size!r}" + (f", {rest}" if rest else "")
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average-pool to a fixed ``output_size`` (int or pair); ``AdaptiveAvgPool2d(1)`` is global pooling."""
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def _out(self, input_shape: Shape) -> tuple[int, int]:
+        os_ = self.output_size
+        if isinstance(os_, tuple | list):
+            return (
+                input_shape[2] if os_[0] is None else os_[0],
+                input_shape[3] if os_[1] is None else os_[1],
+            )
+        return (os_, os_)
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.adaptive_avg_pool2d_forward(x, self.output_size)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.adaptive_avg_pool2d_backward(grad_output, self._saved())[0]
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"AdaptiveAvgPool2d expected a 4-D input [N, C, H, W], got shape {tuple(input_shape)}"
+            )
+        return (*input_shape[:2], *self._out(input_shape))
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        (h, w), (oh, ow) = input_shape[2:], self._out(input_shape)
+        if (oh, ow) == (h, w):
+            return rf
+        if (oh, ow) == (1, 1):
+            return rf.whole()
+        return rf.through((-(-h // oh), -(-w // ow)), (max(h // oh, 1), max(w // ow, 1)))
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size!r}"
+
+
+class ReLU(Module):
+    """max(0, x), element-wise."""
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.relu_forward(x)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.relu_backward(grad_output, self._saved())[0]
+
+
+class LeakyReLU(Module):
+    """x for x > 0, negative_slope·x otherwise."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.leaky_relu_forward(x, self.negative_slope)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.leaky_relu_backward(grad_output, self._saved())[0]
+
+    def extra_repr(self) -> str:
+        return kwargs_repr([("negative_slope", self.negative_slope, 0.01)])
+
+
+class Sigmoid(Module):
+    """σ(x) = 1/(1 + e^(−x))."""
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.sigmoid_forward(x)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.sigmoid_backward(grad_output, self._saved())[0]
+
+
+class Tanh(Module):
+    """Hyperbolic tangent."""
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.tanh_forward(x)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.tanh_backward(grad_output, self._saved())[0]
+
+
+class Softmax(Module):
+    """Softmax along ``axis`` (default 1, the class axis of [N, K])."""
+
+    def __init__(self, axis: int = 1) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.softmax_forward(x, self.axis)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.softmax_backward(grad_output, self._saved())[0]
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+class LogSoftmax(Softmax):
+    """log softmax along ``axis``."""
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.log_softmax_forward(x, self.axis)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.log_softmax_backward(grad_output, self._saved())[0]
+
+
+class Flatten(Module):
+    """[N, C, H, W] → [N, C·H·W], row-major (channel by channel, row by row)."""
+
+    def __init__(self, start_dim: int = 1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.flatten_forward(x, self.start_dim)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.flatten_backward(grad_output, self._saved())[0]
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return (*input_shape[: self.start_dim], int(np.prod(input_shape[self.start_dim :])))
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        return rf.whole()
+
+    def extra_repr(self) -> str:
+        return kwargs_repr([("start_dim", self.start_dim, 1)])
+
+
+class Linear(Module):
+    """Fully connected (dense) layer: [N, in] → [N, out], y = x·Wᵀ + b.
+
+    Parameters: weight [out, in] and bias [out]: (in + 1)·out with bias, in·out without.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "default",
+                 rng: Any = None, dtype: Any = None) -> None:  # fmt: skip
+        super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"Linear: {name} must be a positive int, got {v!r}")
+        self.in_features, self.out_features, self.init = in_features, out_features, init
+        dt = np.dtype(dtype) if dtype is not None else get_default_dtype()
+        self.weight = Parameter(np.zeros((out_features, in_features), dtype=dt))
+        self.register_parameter(
+            "bias", Parameter(np.zeros(out_features, dtype=dt)) if bias else None
+        )
+        self.reset_parameters(init, rng)
+
+    def reset_parameters(self, scheme: str | None = None, rng: Any = None) -> Linear:
+        scheme = scheme or self.init
+        gen = make_rng(rng)
+        self.weight.data = init_weight(self.weight.shape, scheme, gen, self.weight.dtype)
+        if self.bias is not None:
+            self.bias.data = init_bias(
+                self.out_features, self.in_features, scheme, gen, self.weight.dtype
+            )
+        return self
+
+    def _check_input(self, shape: Shape) -> None:
+        if len(shape) < 2 or shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}→{self.out_features}) expected input [N, {self.in_features}], "
+                f"got shape {tuple(shape)}"
+            )
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = as_float(x, "Linear input")
+        self._check_input(x.shape)
+        out, ctx = F.linear_forward(
+            x, self.weight.data, None if self.bias is None else self.bias.data
+        )
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        dx, dw, db = F.linear_backward(grad_output, self._saved())
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        self._check_input(tuple(input_shape))
+        return (*input_shape[:-1], self.out_features)
+
+    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
+        return rf.whole()
+
+    def macs(self, input_shape: Shape) -> int:
+        return int(np.prod(input_shape[:-1])) * self.in_features * self.out_features
+
+    def extra_repr(self) -> str:
+        rest = kwargs_repr([("bias", self.bias is not None, True)])
+        return f"in_features={self.in_features}, out_features={self.out_features}" + (
+            f", {rest}" if rest else ""
+        )
+
+
+Dense = Linear
+
+
+class Dropout(Module):
+    """Inverted dropout (zero with probability p, scale survivors by 1/(1−p)) in training;
+    the identity in eval mode. Its random generator is its own, seeded by ``rng``."""
+
+    def __init__(self, p: float = 0.5, rng: Any = None) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+        self.p = p
+        self.rng = make_rng(rng)
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.dropout_forward(x, self.p, self.training, self.rng)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.dropout_backward(grad_output, self._saved())[0]
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _BatchNorm(Module):
+    _ndim = 4
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype: Any = None) -> None:  # fmt: skip
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        dt = np.dtype(dtype) if dtype is not None else get_default_dtype()
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dt))
+            self.bias = Parameter(np.zeros(num_features, dtype=dt))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=dt))
+            self.register_buffer("running_var", np.ones(num_features, dtype=dt))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_parameters(self, scheme: str | None = None, rng: Any = None) -> _BatchNorm:
+        if self.affine:
+            self.weight.data = np.ones_like(self.weight.data)
+            self.bias.data = np.zeros_like(self.bias.data)
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+        return self
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = as_float(x, f"{type(self).__name__} input")
+        if x.ndim != self._ndim or x.shape[1] != self.num_features:
+            want = "[N, C, H, W]" if self._ndim == 4 else "[N, C]"
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) expected {want} input with C = {self.num_features}, "
+                f"got shape {x.shape}"
+            )
+        use_batch = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+        out, ctx = F.batch_norm_forward(
+            x, self.running_mean, self.running_var,
+            None if self.weight is None else self.weight.data, None if self.bias is None else self.bias.data,
+            use_batch, self.momentum, self.eps,
+        )  # fmt: skip
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        dx, _, _, dw, db = F.batch_norm_backward(grad_output, self._saved())
+        if self.affine:
+            self.weight.accumulate(dw)
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self) -> str:
+        rest = kwargs_repr([("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1), ("affine", self.affine, True),
+                            ("track_running_stats", self.track_running_stats, True)])  # fmt: skip
+        return f"{self.num_features}" + (f", {rest}" if rest else "")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of [N, C, H, W] per channel (statistics over N, H, W)."""
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of [N, C] features (statistics over N)."""
+
+    _ndim = 2
+
+
+class LocalResponseNorm(Module):
+    """Local response normalisation across ``size`` neighbouring channels (AlexNet's "Norm").
+    No parameters."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = F.local_response_norm_forward(x, self.size, self.alpha, self.beta, self.k)
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return F.local_response_norm_backward(grad_output, self._saved())[0]
+
+    def extra_repr(self) -> str:
+        rest = kwargs_repr(
+            [("alpha", self.alpha, 1e-4), ("beta", self.beta, 0.75), ("k", self.k, 1.0)]
+        )
+        return f"{self.size}" + (f", {rest}" if rest else "")
