@@ -14,6 +14,16 @@ from .nn.init import manual_seed
 __version__ = "0.1.0"
 
 __all__ = [
-    "GradcheckReport", "Summary", "functional", "get_default_dtype", "gradcheck", "manual_seed", "nn",
-    "output_size", "receptive_field", "set_default_dtype", "summary", "__version__",
-]  # fmt: skip
+    "GradcheckReport",
+    "Summary",
+    "functional",
+    "get_default_dtype",
+    "gradcheck",
+    "manual_seed",
+    "nn",
+    "output_size",
+    "receptive_field",
+    "set_default_dtype",
+    "summary",
+    "__version__",
+]

@@ -44,9 +44,7 @@ class GradcheckReport:
     def __str__(self) -> str:
         lines = [f"gradcheck {'passed' if self.ok else 'FAILED'} (tolerance {self.tol:g})"]
         for name, e in self.errors.items():
-            lines.append(
-                f"  {name:<24} worst relative error {e:.2e}{'' if e <= self.tol else '  <-- too large'}"
-            )
+            lines.append(f"  {name:<24} worst relative error {e:.2e}{'' if e <= self.tol else '  <-- too large'}")
         return "\n".join(lines)
 
     def assert_ok(self) -> None:
@@ -55,9 +53,7 @@ class GradcheckReport:
 
 
 def _rel_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    scale = max(
-        float(np.abs(numeric).max(initial=0.0)), float(np.abs(analytic).max(initial=0.0)), 1e-12
-    )
+    scale = max(float(np.abs(numeric).max(initial=0.0)), float(np.abs(analytic).max(initial=0.0)), 1e-12)
     return float(np.abs(analytic - numeric).max(initial=0.0)) / scale
 
 
@@ -76,8 +72,9 @@ def _numeric(f: Any, arr: np.ndarray, eps: float) -> np.ndarray:
     return grad
 
 
-def gradcheck(target: Any, *inputs: Any, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0,
-              **options: Any) -> GradcheckReport:  # fmt: skip
+def gradcheck(
+    target: Any, *inputs: Any, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, **options: Any
+) -> GradcheckReport:
     """Compare ``target``'s backward with finite differences; returns a :class:`GradcheckReport`.
 
     ``inputs`` are converted to float64 copies (integer arrays, e.g. class labels,
@@ -89,15 +86,16 @@ def gradcheck(target: Any, *inputs: Any, eps: float = 1e-6, tol: float = 1e-6, s
     if isinstance(target, Module):
         saved = {name: (p.data, p.grad) for name, p in target.named_parameters()}
         buffers = target.state_dict()
-        rngs = [(m, m.rng.bit_generator.state) for m in target.modules()
-                if isinstance(getattr(m, "rng", None), np.random.Generator)]  # fmt: skip
+        rngs = [
+            (m, m.rng.bit_generator.state)
+            for m in target.modules()
+            if isinstance(getattr(m, "rng", None), np.random.Generator)
+        ]
 
         def restore() -> None:
             for m, state in rngs:
                 m.rng.bit_generator.state = state
-            target.load_state_dict(
-                {k: v for k, v in buffers.items() if k not in saved}, strict=False
-            )
+            target.load_state_dict({k: v for k, v in buffers.items() if k not in saved}, strict=False)
 
         try:
             target.to(np.float64)
@@ -108,9 +106,7 @@ def gradcheck(target: Any, *inputs: Any, eps: float = 1e-6, tol: float = 1e-6, s
             target.zero_grad()
             dx = target.backward(weights.copy())
             params = [(n, p) for n, p in target.named_parameters() if p.requires_grad]
-            analytic = {
-                n: (p.grad if p.grad is not None else np.zeros_like(p.data)) for n, p in params
-            }
+            analytic = {n: (p.grad if p.grad is not None else np.zeros_like(p.data)) for n, p in params}
 
             def f() -> float:
                 restore()
@@ -127,9 +123,7 @@ def gradcheck(target: Any, *inputs: Any, eps: float = 1e-6, tol: float = 1e-6, s
         return report
 
     if not (hasattr(target, "forward") and hasattr(target, "backward")):
-        raise TypeError(
-            f"gradcheck: expected a Module or an op with forward/backward, got {target!r}"
-        )
+        raise TypeError(f"gradcheck: expected a Module or an op with forward/backward, got {target!r}")
     out, ctx = target.forward(*args, **options)
     weights = rng.standard_normal(np.shape(out))
     grads = target.backward(weights.copy() if np.ndim(out) else np.float64(weights), ctx)

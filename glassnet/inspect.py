@@ -27,8 +27,13 @@ def output_size(
 
     Raises ``ValueError`` naming the values when the window does not fit.
     """
-    for name, v, lo in (("n", n, 1), ("kernel", kernel, 1), ("stride", stride, 1), ("padding", padding, 0),
-                        ("dilation", dilation, 1)):  # fmt: skip
+    for name, v, lo in (
+        ("n", n, 1),
+        ("kernel", kernel, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+    ):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise ValueError(f"output_size: {name} must be an int >= {lo}, got {v!r}")
     out = window_out(n, kernel, stride, padding, padding, dilation, ceil_mode)
@@ -72,8 +77,17 @@ class Summary:
         for r in self.rows:
             rf = f"{r.rf[0]}×{r.rf[1]}"
             jump = f"{r.jump[0]}" if r.jump[0] == r.jump[1] else f"{r.jump[0]}×{r.jump[1]}"
-            out.append([r.name, r.kind, "×".join(str(d) for d in r.output_shape[1:]), _fmt_int(r.params),
-                        _fmt_int(r.macs), rf, jump])  # fmt: skip
+            out.append(
+                [
+                    r.name,
+                    r.kind,
+                    "×".join(str(d) for d in r.output_shape[1:]),
+                    _fmt_int(r.params),
+                    _fmt_int(r.macs),
+                    rf,
+                    jump,
+                ]
+            )
         return out
 
     def __str__(self) -> str:
@@ -82,10 +96,8 @@ class Summary:
         right = {3, 4}
 
         def line(row: list[str]) -> str:
-            return "  ".join(
-                c.rjust(w) if i in right else c.ljust(w)
-                for i, (c, w) in enumerate(zip(row, widths))
-            )
+            cells = zip(row, widths, strict=True)
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(cells)).rstrip()
 
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
         parts = [
@@ -121,9 +133,7 @@ def summary(model: Module, input_shape: Any) -> Summary:
     if len(shape) == 3:
         shape = (1, *shape)
     if len(shape) not in (2, 4):
-        raise ValueError(
-            f"summary: input_shape must be [C, H, W] or [N, C, H, W], got {tuple(input_shape)}"
-        )
+        raise ValueError(f"summary: input_shape must be [C, H, W] or [N, C, H, W], got {tuple(input_shape)}")
     shape = (1, *shape[1:])
     hw = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
     rows: list[SummaryRow] = []

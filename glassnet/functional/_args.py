@@ -53,9 +53,7 @@ def conv_padding(padding: Any, kernel: Pair, stride: Pair, dilation: Pair, size:
                 total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
                 sides.append((total // 2, total - total // 2))
             return (sides[0], sides[1])
-        raise ValueError(
-            f"padding must be an int, a pair, per-side pairs, 'same' or 'valid', got {padding!r}"
-        )
+        raise ValueError(f"padding must be an int, a pair, per-side pairs, 'same' or 'valid', got {padding!r}")
     if _is_int(padding):
         p = int(padding)
         if p < 0:
@@ -67,10 +65,7 @@ def conv_padding(padding: Any, kernel: Pair, stride: Pair, dilation: Pair, size:
             if ph < 0 or pw < 0:
                 raise ValueError(f"padding must be >= 0, got {padding!r}")
             return ((ph, ph), (pw, pw))
-        if all(
-            isinstance(v, tuple | list) and len(v) == 2 and all(_is_int(u) for u in v)
-            for v in padding
-        ):
+        if all(isinstance(v, tuple | list) and len(v) == 2 and all(_is_int(u) for u in v) for v in padding):
             (t, b), (left, r) = padding
             if min(t, b, left, r) < 0:
                 raise ValueError(f"padding must be >= 0, got {padding!r}")
@@ -81,9 +76,7 @@ def conv_padding(padding: Any, kernel: Pair, stride: Pair, dilation: Pair, size:
     )
 
 
-def window_out(
-    n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1, ceil_mode: bool = False
-) -> int:
+def window_out(n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1, ceil_mode: bool = False) -> int:
     """Number of window positions along one axis.
 
     ``floor((n + pad_lo + pad_hi − d·(k−1) − 1) / s) + 1``, the lectures'

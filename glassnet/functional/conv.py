@@ -51,9 +51,7 @@ SHIFT_WASTE_LIMIT = 2.2
 def _check(x: np.ndarray, weight: np.ndarray, bias: Any, groups: Any) -> None:
     check_4d(x, "conv2d")
     if weight.ndim != 4:
-        raise ValueError(
-            f"conv2d expected a 4-D weight [C_out, C_in/groups, kH, kW], got shape {weight.shape}"
-        )
+        raise ValueError(f"conv2d expected a 4-D weight [C_out, C_in/groups, kH, kW], got shape {weight.shape}")
     if not isinstance(groups, int | np.integer) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     c, f, cg = x.shape[1], weight.shape[0], weight.shape[1]
@@ -72,9 +70,7 @@ def _check(x: np.ndarray, weight: np.ndarray, bias: Any, groups: Any) -> None:
 
 def conv2d_geometry(
     x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, padding: Any, dilation: Any
-) -> tuple[
-    tuple[int, int], tuple[int, int], tuple[tuple[int, int], tuple[int, int]], tuple[int, int]
-]:
+) -> tuple[tuple[int, int], tuple[int, int], tuple[tuple[int, int], tuple[int, int]], tuple[int, int]]:
     """Normalised (stride, dilation, pads, (H_out, W_out)) for shapes [N,C,H,W] and [F,C_g,kH,kW].
 
     Raises ``ValueError`` when the (dilated) kernel is larger than the padded input.
@@ -128,9 +124,7 @@ def conv2d_forward(
         bias = as_float(bias, "conv2d bias").astype(dtype, copy=False)
     n, c, h, w = x.shape
     f, cg, kh, kw = weight.shape
-    stride, dilation, pads, (ho, wo) = conv2d_geometry(
-        x.shape, weight.shape, stride, padding, dilation
-    )
+    stride, dilation, pads, (ho, wo) = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation)
     (pt, pb), (pl, pr) = pads
     wk = weight[:, :, ::-1, ::-1] if flip else weight
     hp, wp = h + pt + pb, w + pl + pr
@@ -162,16 +156,23 @@ def conv2d_forward(
     if bias is not None:
         out += bias.reshape(1, f, 1, 1)
     ctx.update(
-        x_shape=x.shape, w_mat=w_mat, w_shape=weight.shape, pads=pads, stride=stride,
-        dilation=dilation, groups=groups, flip=flip, out_hw=(ho, wo), padded=(hp, wp),
-        has_bias=bias is not None, dtype=dtype,
-    )  # fmt: skip
+        x_shape=x.shape,
+        w_mat=w_mat,
+        w_shape=weight.shape,
+        pads=pads,
+        stride=stride,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        out_hw=(ho, wo),
+        padded=(hp, wp),
+        has_bias=bias is not None,
+        dtype=dtype,
+    )
     return out, ctx
 
 
-def conv2d_backward(
-    grad: np.ndarray, ctx: Context
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`conv2d_forward`: ``(dx, dweight, dbias or None)``.
 
     ``dweight[o, c, i, j] = Σ_{n,y,x} dOut[n, o, y, x] · x_pad[n, c, y·s + i·d, x·s + j·d]``
@@ -186,9 +187,7 @@ def conv2d_backward(
     fg = f // groups
     grad = np.asarray(grad, dtype=ctx.dtype)
     if grad.shape != (n, f, ho, wo):
-        raise ValueError(
-            f"conv2d backward: expected grad of shape {(n, f, ho, wo)}, got {grad.shape}"
-        )
+        raise ValueError(f"conv2d backward: expected grad of shape {(n, f, ho, wo)}, got {grad.shape}")
     w_mat = ctx.w_mat
     db = grad.sum(axis=(0, 2, 3)) if ctx.has_bias else None
 

@@ -35,9 +35,7 @@ def linear_forward(x: Any, weight: Any, bias: Any = None) -> tuple[np.ndarray, C
     return out, Context(x=x, weight=weight, has_bias=bias is not None)
 
 
-def linear_backward(
-    grad: np.ndarray, ctx: Context
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def linear_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """dx = g·W, dW = gᵀ·x (summed over the batch), db = Σ g."""
     g2 = grad.reshape(-1, grad.shape[-1])
     x2 = ctx.x.reshape(-1, ctx.x.shape[-1])
@@ -86,9 +84,7 @@ def dropout_forward(
     if not training or p == 0.0:
         return x, Context(mask=None)
     if rng is None:
-        raise ValueError(
-            "dropout: training with p > 0 needs an explicit rng (numpy.random.Generator)"
-        )
+        raise ValueError("dropout: training with p > 0 needs an explicit rng (numpy.random.Generator)")
     keep = rng.random(x.shape, dtype=np.float32) >= p
     mask = keep * x.dtype.type(1.0 / (1.0 - p))
     return x * mask, Context(mask=mask)

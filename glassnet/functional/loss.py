@@ -62,9 +62,7 @@ def cross_entropy_forward(
         raise ValueError(f"cross_entropy expected logits [N, K], got shape {logits.shape}")
     n, k = logits.shape
     if target.shape != (n,):
-        raise ValueError(
-            f"cross_entropy expected {n} integer labels (shape ({n},)), got shape {target.shape}"
-        )
+        raise ValueError(f"cross_entropy expected {n} integer labels (shape ({n},)), got shape {target.shape}")
     if target.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy expected integer class labels, got dtype {target.dtype}")
     if n and (target.min() < 0 or target.max() >= k):
@@ -72,17 +70,11 @@ def cross_entropy_forward(
             f"cross_entropy: labels must be in [0, {k - 1}], got values in [{target.min()}, {target.max()}]"
         )
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(
-            f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}"
-        )
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
     shifted = logits - logits.max(axis=1, keepdims=True)
     logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     nll = -logp[np.arange(n), target]
-    per = (
-        (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1)
-        if label_smoothing
-        else nll
-    )
+    per = (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1) if label_smoothing else nll
     loss = _reduce(per, reduction, "cross_entropy")
     _check_finite(loss, "cross_entropy", logits=logits)
     return loss, Context(logp=logp, target=target, eps=label_smoothing, reduction=reduction)
@@ -121,17 +113,13 @@ def binary_cross_entropy_with_logits_forward(
     return loss, Context(logits=logits, target=target, reduction=reduction)
 
 
-def binary_cross_entropy_with_logits_backward(
-    grad: Any, ctx: Context
-) -> tuple[np.ndarray, np.ndarray]:
+def binary_cross_entropy_with_logits_backward(grad: Any, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """d/dz = σ(z) − y;  d/dy = −z (÷ count for 'mean')."""
     z = ctx.logits
     e = np.exp(-np.abs(z))
     sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
     g = np.asarray(grad) / z.size if ctx.reduction == "mean" else np.asarray(grad)
-    return ((sig - ctx.target) * g).astype(z.dtype, copy=False), (-z * g).astype(
-        z.dtype, copy=False
-    )
+    return ((sig - ctx.target) * g).astype(z.dtype, copy=False), (-z * g).astype(z.dtype, copy=False)
 
 
 binary_cross_entropy_with_logits = Op(

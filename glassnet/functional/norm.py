@@ -50,9 +50,7 @@ def batch_norm_forward(
     if training:
         count = x.size // c
         if count < 2:
-            raise ValueError(
-                f"batch_norm: training needs more than 1 value per channel, got input shape {x.shape}"
-            )
+            raise ValueError(f"batch_norm: training needs more than 1 value per channel, got input shape {x.shape}")
         mean = x.mean(axis=axes)
         xc = x - mean.reshape(shape)
         var = np.mean(xc * xc, axis=axes)
@@ -64,9 +62,7 @@ def batch_norm_forward(
             running_var += momentum * var * (count / (count - 1))
     else:
         if running_mean is None or running_var is None:
-            raise ValueError(
-                "batch_norm: inference (training=False) needs running_mean and running_var"
-            )
+            raise ValueError("batch_norm: inference (training=False) needs running_mean and running_var")
         mean, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
         xc = x - mean.reshape(shape)
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
@@ -76,8 +72,15 @@ def batch_norm_forward(
         out = out * np.asarray(weight, dtype=x.dtype).reshape(shape)
     if bias is not None:
         out = out + np.asarray(bias, dtype=x.dtype).reshape(shape)
-    ctx = Context(xhat=xhat, inv_std=inv_std, weight=weight, has_bias=bias is not None,
-                  training=training, axes=axes, shape=shape)  # fmt: skip
+    ctx = Context(
+        xhat=xhat,
+        inv_std=inv_std,
+        weight=weight,
+        has_bias=bias is not None,
+        training=training,
+        axes=axes,
+        shape=shape,
+    )
     return out, ctx
 
 
@@ -91,11 +94,7 @@ def batch_norm_backward(grad: np.ndarray, ctx: Context) -> tuple[Any, ...]:
     xhat = ctx.xhat
     dweight = (grad * xhat).sum(axis=axes) if ctx.weight is not None else None
     dbias = grad.sum(axis=axes) if ctx.has_bias else None
-    scale = (
-        ctx.inv_std
-        if ctx.weight is None
-        else ctx.inv_std * np.asarray(ctx.weight, dtype=xhat.dtype)
-    )
+    scale = ctx.inv_std if ctx.weight is None else ctx.inv_std * np.asarray(ctx.weight, dtype=xhat.dtype)
     if ctx.training:
         gmean = grad.mean(axis=axes).reshape(shape)
         gxmean = (grad * xhat).mean(axis=axes).reshape(shape)

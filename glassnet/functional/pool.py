@@ -102,24 +102,28 @@ def max_pool2d_forward(
     give the first maximum in row-major order, PyTorch's choice for ties.
     """
     x = as_float(x, "max_pool2d input")
-    k, s, d, pads, out_hw = pool_geometry(
-        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
-    )
+    k, s, d, pads, out_hw = pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     _, extra = padded_extent(x.shape[2:], k, s, d, pads, out_hw)
     xp = pad2d(x, pads, -np.inf, extra)
     col_taps = _axis_taps(k[1], s[1], d[1], out_hw[1])
     row_taps = _axis_taps(k[0], s[0], d[0], out_hw[0])
     row_max, cidx = _running_max([xp[:, :, :, c] for c in col_taps])
     best, ridx = _running_max([row_max[:, :, r, :] for r in row_taps])
-    ctx = Context(x_shape=x.shape, ridx=ridx, cidx=cidx, row_taps=row_taps, col_taps=col_taps,
-                  pads=pads, padded=xp.shape[2:], dtype=x.dtype,
-                  span=(d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1))  # fmt: skip
+    ctx = Context(
+        x_shape=x.shape,
+        ridx=ridx,
+        cidx=cidx,
+        row_taps=row_taps,
+        col_taps=col_taps,
+        pads=pads,
+        padded=xp.shape[2:],
+        dtype=x.dtype,
+        span=(d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
+    )
     return best, ctx
 
 
-def _scatter(
-    grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.ndarray, axis: int, span: int
-) -> None:
+def _scatter(grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.ndarray, axis: int, span: int) -> None:
     """out[..., slices[t], ...] += grad where idx == t, along ``axis`` (2: rows, 3: cols).
 
     When the stride exceeds the window's span no cell is reached by two taps, so the
@@ -153,9 +157,7 @@ def max_pool2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
 max_pool2d = Op(max_pool2d_forward, max_pool2d_backward)
 
 
-def _avg_divisor(
-    n: int, k: int, s: int, pad: tuple[int, int], out: int, include_pad: bool
-) -> np.ndarray:
+def _avg_divisor(n: int, k: int, s: int, pad: tuple[int, int], out: int, include_pad: bool) -> np.ndarray:
     """Per-output-position window length along one axis (PyTorch's rule).
 
     With ``count_include_pad`` a window counts the padding cells it covers but not
@@ -184,9 +186,7 @@ def avg_pool2d_forward(
     real cells do; partial ceil-mode windows never count cells past the padding.
     """
     x = as_float(x, "avg_pool2d input")
-    k, s, d, pads, out_hw = pool_geometry(
-        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode
-    )
+    k, s, d, pads, out_hw = pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     _, extra = padded_extent(x.shape[2:], k, s, d, pads, out_hw)
     xp = pad2d(x, pads, 0.0, extra)
     acc = None
@@ -198,9 +198,7 @@ def avg_pool2d_forward(
             acc += v
     if divisor_override is not None:
         if not isinstance(divisor_override, int) or divisor_override < 1:
-            raise ValueError(
-                f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}"
-            )
+            raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
         div = np.full(out_hw, float(divisor_override))
     else:
         h, w = x.shape[2:]
@@ -212,8 +210,7 @@ def avg_pool2d_forward(
         acc /= x.dtype.type(div.flat[0])
     else:
         acc /= div.astype(x.dtype)
-    ctx = Context(x_shape=x.shape, inv=inv, k=k, s=s, d=d, pads=pads, out_hw=out_hw,
-                  padded=xp.shape[2:], dtype=x.dtype)  # fmt: skip
+    ctx = Context(x_shape=x.shape, inv=inv, k=k, s=s, d=d, pads=pads, out_hw=out_hw, padded=xp.shape[2:], dtype=x.dtype)
     return acc, ctx
 
 

@@ -23,9 +23,7 @@ import numpy as np
 from ._args import Pads, Pair
 
 
-def taps(
-    kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
-) -> Iterator[tuple[int, tuple[slice, slice]]]:
+def taps(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> Iterator[tuple[int, tuple[slice, slice]]]:
     """Yield ``(t, (rows, cols))`` for every kernel tap in row-major order.
 
     ``t = i·k_w + j`` is the tap's flat index; ``x[..., rows, cols]`` is the

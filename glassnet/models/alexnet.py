@@ -32,13 +32,22 @@ from collections import OrderedDict
 from typing import Any
 
 from ..nn import (
-    AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, ReLU, Sequential,
-)  # fmt: skip
+    AdaptiveAvgPool2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    LocalResponseNorm,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
 from ..nn.init import make_rng
 
 
-def alexnet(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, lrn: bool = True,
-            rng: Any = None) -> Sequential:  # fmt: skip
+def alexnet(
+    num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, lrn: bool = True, rng: Any = None
+) -> Sequential:
     """The lecture's AlexNet. Input [N, in_channels, 227, 227] → logits [N, num_classes]."""
     gen = make_rng(rng)
 
@@ -46,16 +55,31 @@ def alexnet(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5,
         return [LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if lrn else []
 
     features = Sequential(
-        Conv2d(in_channels, 96, 11, stride=4, rng=gen), ReLU(), MaxPool2d(3, 2), *norm(),
-        Conv2d(96, 256, 5, padding=2, rng=gen), ReLU(), MaxPool2d(3, 2), *norm(),
-        Conv2d(256, 384, 3, padding=1, rng=gen), ReLU(),
-        Conv2d(384, 384, 3, padding=1, rng=gen), ReLU(),
-        Conv2d(384, 256, 3, padding=1, rng=gen), ReLU(), MaxPool2d(3, 2),
-    )  # fmt: skip
+        Conv2d(in_channels, 96, 11, stride=4, rng=gen),
+        ReLU(),
+        MaxPool2d(3, 2),
+        *norm(),
+        Conv2d(96, 256, 5, padding=2, rng=gen),
+        ReLU(),
+        MaxPool2d(3, 2),
+        *norm(),
+        Conv2d(256, 384, 3, padding=1, rng=gen),
+        ReLU(),
+        Conv2d(384, 384, 3, padding=1, rng=gen),
+        ReLU(),
+        Conv2d(384, 256, 3, padding=1, rng=gen),
+        ReLU(),
+        MaxPool2d(3, 2),
+    )
     classifier = Sequential(
-        Dropout(dropout, rng=gen), Linear(256 * 6 * 6, 4096, rng=gen), ReLU(),
-        Dropout(dropout, rng=gen), Linear(4096, 4096, rng=gen), ReLU(),
+        Dropout(dropout, rng=gen),
+        Linear(256 * 6 * 6, 4096, rng=gen),
+        ReLU(),
+        Dropout(dropout, rng=gen),
+        Linear(4096, 4096, rng=gen),
+        ReLU(),
         Linear(4096, num_classes, rng=gen),
-    )  # fmt: skip
-    return Sequential(OrderedDict(features=features, avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(),
-                                  classifier=classifier))  # fmt: skip
+    )
+    return Sequential(
+        OrderedDict(features=features, avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(), classifier=classifier)
+    )

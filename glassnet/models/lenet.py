@@ -16,9 +16,7 @@ from ..nn import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from ..nn.init import make_rng
 
 
-def lenet5(
-    num_classes: int = 10, in_channels: int = 1, variant: str = "modern", rng: Any = None
-) -> Sequential:
+def lenet5(num_classes: int = 10, in_channels: int = 1, variant: str = "modern", rng: Any = None) -> Sequential:
     """LeNet-5 for 28×28 inputs. Parameters: 61,706 for 10 classes."""
     if variant not in ("modern", "classic"):
         raise ValueError(f"lenet5: variant must be 'modern' or 'classic', got {variant!r}")
@@ -26,10 +24,16 @@ def lenet5(
     act = ReLU if variant == "modern" else Tanh
     pool = MaxPool2d if variant == "modern" else AvgPool2d
     return Sequential(
-        Conv2d(in_channels, 6, 5, padding=2, rng=gen), act(), pool(2),
-        Conv2d(6, 16, 5, rng=gen), act(), pool(2),
+        Conv2d(in_channels, 6, 5, padding=2, rng=gen),
+        act(),
+        pool(2),
+        Conv2d(6, 16, 5, rng=gen),
+        act(),
+        pool(2),
         Flatten(),
-        Linear(16 * 5 * 5, 120, rng=gen), act(),
-        Linear(120, 84, rng=gen), act(),
+        Linear(16 * 5 * 5, 120, rng=gen),
+        act(),
+        Linear(120, 84, rng=gen),
+        act(),
         Linear(84, num_classes, rng=gen),
-    )  # fmt: skip
+    )

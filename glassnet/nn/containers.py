@@ -74,13 +74,9 @@ class Sequential(Module):
             input_shape = m.output_shape(input_shape)
         return rf
 
-    def summarize(
-        self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]
-    ) -> tuple[Shape, RFState]:
+    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
         for name, m in self._modules.items():
-            input_shape, rf = m.summarize(
-                input_shape, rf, f"{prefix}.{name}" if prefix else name, rows
-            )
+            input_shape, rf = m.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
         return input_shape, rf
 
 
@@ -92,9 +88,7 @@ class Residual(Module):
     Backward: the gradient reaches x along both paths and the two are added.
     """
 
-    def __init__(
-        self, body: Module, shortcut: Module | None = None, activation: Module | None = None
-    ) -> None:
+    def __init__(self, body: Module, shortcut: Module | None = None, activation: Module | None = None) -> None:
         super().__init__()
         self.body = body
         if shortcut is not None:
@@ -126,9 +120,7 @@ class Residual(Module):
 
     def output_shape(self, input_shape: Shape) -> Shape:
         out = self.body.output_shape(input_shape)
-        short = (
-            self.shortcut.output_shape(input_shape) if self._has_shortcut else tuple(input_shape)
-        )
+        short = self.shortcut.output_shape(input_shape) if self._has_shortcut else tuple(input_shape)
         if tuple(out) != tuple(short):
             raise ValueError(f"Residual: body output {out} and shortcut output {short} differ")
         return out
@@ -136,16 +128,10 @@ class Residual(Module):
     def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
         return self.body.receptive(rf, input_shape)
 
-    def summarize(
-        self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]
-    ) -> tuple[Shape, RFState]:
-        out, rf_out = self.body.summarize(
-            input_shape, rf, f"{prefix}.body" if prefix else "body", rows
-        )
+    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
+        out, rf_out = self.body.summarize(input_shape, rf, f"{prefix}.body" if prefix else "body", rows)
         if self._has_shortcut:
-            self.shortcut.summarize(
-                input_shape, rf, f"{prefix}.shortcut" if prefix else "shortcut", rows
-            )
+            self.shortcut.summarize(input_shape, rf, f"{prefix}.shortcut" if prefix else "shortcut", rows)
         self.output_shape(input_shape)
         rows.append(SummaryRow(f"{prefix} (add)", "Add", out, 0, 0, 0, rf_out.size, rf_out.jump))
         if self._has_activation:
@@ -171,9 +157,7 @@ class Concat(Module):
         outs = [b(x) for b in self._modules.values()]
         spatial = {o.shape[:1] + o.shape[2:] for o in outs}
         if len(spatial) != 1:
-            raise ValueError(
-                f"Concat: branch outputs {[o.shape for o in outs]} differ outside the channel axis"
-            )
+            raise ValueError(f"Concat: branch outputs {[o.shape for o in outs]} differ outside the channel axis")
         _keep(self, [o.shape[1] for o in outs])
         return np.concatenate(outs, axis=1)
 
@@ -197,14 +181,10 @@ class Concat(Module):
         size = tuple(max(r.size[i] for r in rfs) for i in range(2))
         return RFState(size, rfs[0].jump, rf.input_hw)  # type: ignore[arg-type]
 
-    def summarize(
-        self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]
-    ) -> tuple[Shape, RFState]:
+    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
         for name, b in self._modules.items():
             b.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
         out = self.output_shape(input_shape)
         rf_out = self.receptive(rf, input_shape)
-        rows.append(
-            SummaryRow(f"{prefix} (concat)", "Concat", out, 0, 0, 0, rf_out.size, rf_out.jump)
-        )
+        rows.append(SummaryRow(f"{prefix} (concat)", "Concat", out, 0, 0, 0, rf_out.size, rf_out.jump))
         return out, rf_out

@@ -49,9 +49,7 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def init_weight(
-    shape: tuple[int, ...], scheme: str, rng: np.random.Generator, dtype: Any
-) -> np.ndarray:
+def init_weight(shape: tuple[int, ...], scheme: str, rng: np.random.Generator, dtype: Any) -> np.ndarray:
     """A new weight array of ``shape`` drawn by ``scheme``."""
     fan_in, fan_out = fans(shape)
     if scheme == "default":

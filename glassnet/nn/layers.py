@@ -90,19 +90,13 @@ class Conv2d(Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.dilation = pair(dilation, "dilation")
-        F._args.conv_padding(
-            padding, self.kernel_size, self.stride, self.dilation, (1, 1)
-        )  # validate now
+        F._args.conv_padding(padding, self.kernel_size, self.stride, self.dilation, (1, 1))  # validate now
         self.padding = padding
         self.flip = flip
         self.init = init
         dt = np.dtype(dtype) if dtype is not None else get_default_dtype()
-        self.weight = Parameter(
-            np.zeros((out_channels, in_channels // groups, *self.kernel_size), dtype=dt)
-        )
-        self.register_parameter(
-            "bias", Parameter(np.zeros(out_channels, dtype=dt)) if bias else None
-        )
+        self.weight = Parameter(np.zeros((out_channels, in_channels // groups, *self.kernel_size), dtype=dt))
+        self.register_parameter("bias", Parameter(np.zeros(out_channels, dtype=dt)) if bias else None)
         self.reset_parameters(init, rng)
 
     def reset_parameters(self, scheme: str | None = None, rng: Any = None) -> Conv2d:
@@ -120,20 +114,17 @@ class Conv2d(Module):
 
     def _check_input(self, shape: Shape) -> None:
         if len(shape) != 4:
-            raise ValueError(
-                f"{self._name()} expected a 4-D input [N, C, H, W], got shape {tuple(shape)}"
-            )
+            raise ValueError(f"{self._name()} expected a 4-D input [N, C, H, W], got shape {tuple(shape)}")
         if shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self._name()} expected {self.in_channels} input channels, got {shape[1]}"
-            )
+            raise ValueError(f"{self._name()} expected {self.in_channels} input channels, got {shape[1]}")
 
     def forward(self, x: Any) -> np.ndarray:
         x = as_float(x, "Conv2d input")
         self._check_input(x.shape)
         bias = None if self.bias is None else self.bias.data
-        out, ctx = F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding,
-                                    self.dilation, self.groups, self.flip)  # fmt: skip
+        out, ctx = F.conv2d_forward(
+            x, self.weight.data, bias, self.stride, self.padding, self.dilation, self.groups, self.flip
+        )
         _keep(self, ctx)
         return out
 
@@ -146,9 +137,7 @@ class Conv2d(Module):
 
     def output_shape(self, input_shape: Shape) -> Shape:
         self._check_input(tuple(input_shape))
-        *_, (ho, wo) = conv2d_geometry(
-            tuple(input_shape), self.weight.shape, self.stride, self.padding, self.dilation
-        )
+        *_, (ho, wo) = conv2d_geometry(tuple(input_shape), self.weight.shape, self.stride, self.padding, self.dilation)
         return (input_shape[0], self.out_channels, ho, wo)
 
     def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
@@ -159,10 +148,16 @@ class Conv2d(Module):
         return n * self.out_channels * ho * wo * int(np.prod(self.weight.shape[1:]))
 
     def extra_repr(self) -> str:
-        rest = kwargs_repr([
-            ("stride", self.stride, (1, 1)), ("padding", self.padding, 0), ("dilation", self.dilation, (1, 1)),
-            ("groups", self.groups, 1), ("bias", self.bias is not None, True), ("flip", self.flip, False),
-        ])  # fmt: skip
+        rest = kwargs_repr(
+            [
+                ("stride", self.stride, (1, 1)),
+                ("padding", self.padding, 0),
+                ("dilation", self.dilation, (1, 1)),
+                ("groups", self.groups, 1),
+                ("bias", self.bias is not None, True),
+                ("flip", self.flip, False),
+            ]
+        )
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}" + (
             f", {rest}" if rest else ""
         )
@@ -174,8 +169,14 @@ class MaxPool2d(Module):
     H_out = floor((H + 2P − d·(k−1) − 1)/s) + 1 (ceil with ``ceil_mode=True``).
     """
 
-    def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-                 ceil_mode: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kernel_size: Any = 2,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
@@ -201,24 +202,37 @@ class MaxPool2d(Module):
         return rf.through(k, s, d)
 
     def extra_repr(self) -> str:
-        rest = kwargs_repr([("stride", self.stride, None), ("padding", self.padding, 0),
-                            ("dilation", self.dilation, 1), ("ceil_mode", self.ceil_mode, False)])  # fmt: skip
+        rest = kwargs_repr(
+            [
+                ("stride", self.stride, None),
+                ("padding", self.padding, 0),
+                ("dilation", self.dilation, 1),
+                ("ceil_mode", self.ceil_mode, False),
+            ]
+        )
         return f"kernel_size={self.kernel_size!r}" + (f", {rest}" if rest else "")
 
 
 class AvgPool2d(Module):
     """Average pooling; stride defaults to the kernel size. No parameters."""
 
-    def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kernel_size: Any = 2,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         pair(kernel_size, "kernel_size")
 
     def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                                        self.count_include_pad)  # fmt: skip
+        out, ctx = F.avg_pool2d_forward(
+            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
+        )
         _keep(self, ctx)
         return out
 
@@ -226,19 +240,26 @@ class AvgPool2d(Module):
         return F.avg_pool2d_backward(grad_output, self._saved())[0]
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        *_, out = pool_geometry("AvgPool2d", tuple(input_shape), self.kernel_size, self.stride, self.padding, 1,
-                                self.ceil_mode)  # fmt: skip
+        *_, out = pool_geometry(
+            "AvgPool2d", tuple(input_shape), self.kernel_size, self.stride, self.padding, 1, self.ceil_mode
+        )
         return (*input_shape[:2], *out)
 
     def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        k, s, d, _, _ = pool_geometry("AvgPool2d", tuple(input_shape), self.kernel_size, self.stride,
-                                      self.padding, 1, self.ceil_mode)  # fmt: skip
+        k, s, d, _, _ = pool_geometry(
+            "AvgPool2d", tuple(input_shape), self.kernel_size, self.stride, self.padding, 1, self.ceil_mode
+        )
         return rf.through(k, s, d)
 
     def extra_repr(self) -> str:
-        rest = kwargs_repr([("stride", self.stride, None), ("padding", self.padding, 0),
-                            ("ceil_mode", self.ceil_mode, False),
-                            ("count_include_pad", self.count_include_pad, True)])  # fmt: skip
+        rest = kwargs_repr(
+            [
+                ("stride", self.stride, None),
+                ("padding", self.padding, 0),
+                ("ceil_mode", self.ceil_mode, False),
+                ("count_include_pad", self.count_include_pad, True),
+            ]
+        )
         return f"kernel_size={self.kernel_size!r}" + (f", {rest}" if rest else "")
 
 
@@ -268,9 +289,7 @@ class AdaptiveAvgPool2d(Module):
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 4:
-            raise ValueError(
-                f"AdaptiveAvgPool2d expected a 4-D input [N, C, H, W], got shape {tuple(input_shape)}"
-            )
+            raise ValueError(f"AdaptiveAvgPool2d expected a 4-D input [N, C, H, W], got shape {tuple(input_shape)}")
         return (*input_shape[:2], *self._out(input_shape))
 
     def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
@@ -402,8 +421,15 @@ class Linear(Module):
     Parameters: weight [out, in] and bias [out]: (in + 1)·out with bias, in·out without.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "default",
-                 rng: Any = None, dtype: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str = "default",
+        rng: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(v, int | np.integer) or v < 1:
@@ -411,9 +437,7 @@ class Linear(Module):
         self.in_features, self.out_features, self.init = in_features, out_features, init
         dt = np.dtype(dtype) if dtype is not None else get_default_dtype()
         self.weight = Parameter(np.zeros((out_features, in_features), dtype=dt))
-        self.register_parameter(
-            "bias", Parameter(np.zeros(out_features, dtype=dt)) if bias else None
-        )
+        self.register_parameter("bias", Parameter(np.zeros(out_features, dtype=dt)) if bias else None)
         self.reset_parameters(init, rng)
 
     def reset_parameters(self, scheme: str | None = None, rng: Any = None) -> Linear:
@@ -421,9 +445,7 @@ class Linear(Module):
         gen = make_rng(rng)
         self.weight.data = init_weight(self.weight.shape, scheme, gen, self.weight.dtype)
         if self.bias is not None:
-            self.bias.data = init_bias(
-                self.out_features, self.in_features, scheme, gen, self.weight.dtype
-            )
+            self.bias.data = init_bias(self.out_features, self.in_features, scheme, gen, self.weight.dtype)
         return self
 
     def _check_input(self, shape: Shape) -> None:
@@ -436,9 +458,7 @@ class Linear(Module):
     def forward(self, x: Any) -> np.ndarray:
         x = as_float(x, "Linear input")
         self._check_input(x.shape)
-        out, ctx = F.linear_forward(
-            x, self.weight.data, None if self.bias is None else self.bias.data
-        )
+        out, ctx = F.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
         _keep(self, ctx)
         return out
 
@@ -461,9 +481,7 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         rest = kwargs_repr([("bias", self.bias is not None, True)])
-        return f"in_features={self.in_features}, out_features={self.out_features}" + (
-            f", {rest}" if rest else ""
-        )
+        return f"in_features={self.in_features}, out_features={self.out_features}" + (f", {rest}" if rest else "")
 
 
 Dense = Linear
@@ -495,8 +513,15 @@ class Dropout(Module):
 class _BatchNorm(Module):
     _ndim = 4
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -530,17 +555,22 @@ class _BatchNorm(Module):
         if x.ndim != self._ndim or x.shape[1] != self.num_features:
             want = "[N, C, H, W]" if self._ndim == 4 else "[N, C]"
             raise ValueError(
-                f"{type(self).__name__}({self.num_features}) expected {want} input with C = {self.num_features}, "
-                f"got shape {x.shape}"
+                f"{type(self).__name__}({self.num_features}) expected {want} input "
+                f"with C = {self.num_features}, got shape {x.shape}"
             )
         use_batch = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1
         out, ctx = F.batch_norm_forward(
-            x, self.running_mean, self.running_var,
-            None if self.weight is None else self.weight.data, None if self.bias is None else self.bias.data,
-            use_batch, self.momentum, self.eps,
-        )  # fmt: skip
+            x,
+            self.running_mean,
+            self.running_var,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            use_batch,
+            self.momentum,
+            self.eps,
+        )
         _keep(self, ctx)
         return out
 
@@ -552,8 +582,14 @@ class _BatchNorm(Module):
         return dx
 
     def extra_repr(self) -> str:
-        rest = kwargs_repr([("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1), ("affine", self.affine, True),
-                            ("track_running_stats", self.track_running_stats, True)])  # fmt: skip
+        rest = kwargs_repr(
+            [
+                ("eps", self.eps, 1e-5),
+                ("momentum", self.momentum, 0.1),
+                ("affine", self.affine, True),
+                ("track_running_stats", self.track_running_stats, True),
+            ]
+        )
         return f"{self.num_features}" + (f", {rest}" if rest else "")
 
 
@@ -584,7 +620,5 @@ class LocalResponseNorm(Module):
         return F.local_response_norm_backward(grad_output, self._saved())[0]
 
     def extra_repr(self) -> str:
-        rest = kwargs_repr(
-            [("alpha", self.alpha, 1e-4), ("beta", self.beta, 0.75), ("k", self.k, 1.0)]
-        )
+        rest = kwargs_repr([("alpha", self.alpha, 1e-4), ("beta", self.beta, 0.75), ("k", self.k, 1.0)])
         return f"{self.size}" + (f", {rest}" if rest else "")

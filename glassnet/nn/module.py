@@ -60,9 +60,7 @@ class Parameter:
         if grad is None or not self.requires_grad:
             return
         if grad.shape != self.data.shape:
-            raise ValueError(
-                f"gradient shape {grad.shape} does not match parameter shape {self.data.shape}"
-            )
+            raise ValueError(f"gradient shape {grad.shape} does not match parameter shape {self.data.shape}")
         if self.grad is None:
             self.grad = np.array(grad, dtype=self.data.dtype, copy=True)
         else:
@@ -86,13 +84,8 @@ class RFState:
     jump: tuple[int, int] = (1, 1)
     input_hw: tuple[int, int] = (1, 1)
 
-    def through(
-        self, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)
-    ) -> RFState:
-        size = tuple(
-            r + d * (k - 1) * j
-            for r, k, d, j in zip(self.size, kernel, dilation, self.jump, strict=True)
-        )
+    def through(self, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> RFState:
+        size = tuple(r + d * (k - 1) * j for r, k, d, j in zip(self.size, kernel, dilation, self.jump, strict=True))
         jump = tuple(j * s for j, s in zip(self.jump, stride, strict=True))
         return RFState(size, jump, self.input_hw)  # type: ignore[arg-type]
 
@@ -128,9 +121,7 @@ class Module:
     # -- attribute registry -------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
-            raise AttributeError(
-                f"{type(self).__name__}.__init__ must call super().__init__() first"
-            )
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):
@@ -297,23 +288,16 @@ class Module:
             cur = getattr(m, kind)[name]
             cur_arr = cur.data if isinstance(cur, Parameter) else cur
             if new.shape != cur_arr.shape:
-                problems.append(
-                    f"{key}: shape {new.shape} in the state dict, {cur_arr.shape} in the model"
-                )
+                problems.append(f"{key}: shape {new.shape} in the state dict, {cur_arr.shape} in the model")
             elif new.dtype != cur_arr.dtype:
                 if strict or new.dtype.kind != cur_arr.dtype.kind:
-                    problems.append(
-                        f"{key}: dtype {new.dtype} in the state dict, {cur_arr.dtype} in the model"
-                    )
+                    problems.append(f"{key}: dtype {new.dtype} in the state dict, {cur_arr.dtype} in the model")
                 else:
                     updates.append((m, kind, name, new.astype(cur_arr.dtype)))
             else:
                 updates.append((m, kind, name, np.array(new, copy=True)))
         if problems:
-            raise ValueError(
-                "load_state_dict: the state dict does not match the model:\n  "
-                + "\n  ".join(problems)
-            )
+            raise ValueError("load_state_dict: the state dict does not match the model:\n  " + "\n  ".join(problems))
         for m, kind, name, arr in updates:
             if kind == "_parameters":
                 m._parameters[name].data = arr
@@ -353,9 +337,7 @@ class Module:
         """Multiply-accumulates of one forward pass on ``input_shape``."""
         return 0
 
-    def summarize(
-        self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]
-    ) -> tuple[Shape, RFState]:
+    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
         """Append this module's rows to ``rows``; containers recurse into their children.
 
         A module with children is summarised as the chain of its children (override
@@ -363,18 +345,23 @@ class Module:
         """
         if self._modules:
             for name, m in self._modules.items():
-                input_shape, rf = m.summarize(
-                    input_shape, rf, f"{prefix}.{name}" if prefix else name, rows
-                )
+                input_shape, rf = m.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
             return tuple(input_shape), rf
         out = self.output_shape(input_shape)
         rf = self.receptive(rf, input_shape)
         own = [p for p in self._parameters.values() if p is not None]
-        rows.append(SummaryRow(
-            prefix or type(self).__name__, type(self).__name__, out,
-            sum(p.size for p in own), sum(p.size for p in own if p.requires_grad),
-            self.macs(input_shape), rf.size, rf.jump,
-        ))  # fmt: skip
+        rows.append(
+            SummaryRow(
+                prefix or type(self).__name__,
+                type(self).__name__,
+                out,
+                sum(p.size for p in own),
+                sum(p.size for p in own if p.requires_grad),
+                self.macs(input_shape),
+                rf.size,
+                rf.jump,
+            )
+        )
         return out, rf
 
     # -- repr ---------------------------------------------------------------------------
