@@ -6,12 +6,11 @@ trained by optimisers (:mod:`glassnet.optim`) and checked against PyTorch.
 """
 
 from . import functional, nn
+from ._version import __version__
 from .backend import get_default_dtype, set_default_dtype
 from .gradcheck import GradcheckReport, gradcheck
 from .inspect import Summary, output_size, receptive_field, summary
 from .nn.init import manual_seed
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GradcheckReport",

@@ -1,0 +1,185 @@
+"""Time glassnet's convolution, max pooling and a LeNet-5 training step against PyTorch.
+
+    .venv/bin/python benchmarks/bench_ops.py [--threads 2] [--repeat 7] [--markdown FILE]
+
+Both libraries run in the same process with the same number of threads (PyTorch's
+intra-op threads, OpenBLAS threads for NumPy). Each timing is the median of
+``--repeat`` runs after a warm-up; the ratio is glassnet / PyTorch (lower is better,
+below 1.0 means glassnet is faster). Without torch installed only glassnet's times print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--markdown", default=None, help="also write the table to this file")
+    return p.parse_args()
+
+
+ARGS = _parse()
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+import glassnet.functional as F  # noqa: E402
+from glassnet.models import lenet5  # noqa: E402
+from glassnet.optim import SGD  # noqa: E402
+
+try:
+    import torch
+
+    torch.set_num_threads(ARGS.threads)
+except ImportError:
+    torch = None
+
+
+def timeit(fn, repeat: int = ARGS.repeat) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def conv_cases():
+    # (label, N, C, H, F, k, stride, padding)
+    return [
+        ("conv N64 C1 28² F6 k5 p2", 64, 1, 28, 6, 5, 1, 2),
+        ("conv N64 C6 14² F16 k5", 64, 6, 14, 16, 5, 1, 0),
+        ("conv N128 C64 32² F64 k3 p1", 128, 64, 32, 64, 3, 1, 1),
+        ("conv N32 C3 227² F96 k11 s4", 32, 3, 227, 96, 11, 4, 0),
+    ]
+
+
+def bench_conv(label, n, c, h, f, k, s, p, rng):
+    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+    w = (rng.standard_normal((f, c, k, k), dtype=np.float32) * 0.1).astype(np.float32)
+    b = np.zeros(f, np.float32)
+    out, ctx = F.conv2d_forward(x, w, b, stride=s, padding=p)
+    g = np.ones_like(out)
+
+    def ours_fwd():
+        F.conv2d_forward(x, w, b, stride=s, padding=p)
+
+    def ours_fb():
+        o, c_ = F.conv2d_forward(x, w, b, stride=s, padding=p)
+        F.conv2d_backward(g, c_)
+
+    rows = [(f"{label} forward", timeit(ours_fwd)), (f"{label} fwd+bwd", timeit(ours_fb))]
+    theirs = [None, None]
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+        tw = torch.tensor(w, requires_grad=True)
+        tb = torch.tensor(b, requires_grad=True)
+        tg = torch.tensor(g)
+
+        def t_fwd():
+            with torch.no_grad():
+                torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
+
+        def t_fb():
+            o = torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
+            o.backward(tg)
+
+        theirs = [timeit(t_fwd), timeit(t_fb)]
+    return [(name, t, tt) for (name, t), tt in zip(rows, theirs, strict=True)]
+
+
+def bench_pool(rng):
+    x = rng.standard_normal((128, 64, 32, 32), dtype=np.float32)
+    out, _ = F.max_pool2d_forward(x, 2)
+    g = np.ones_like(out)
+
+    def ours_fwd():
+        F.max_pool2d_forward(x, 2)
+
+    def ours_fb():
+        _, c_ = F.max_pool2d_forward(x, 2)
+        F.max_pool2d_backward(g, c_)
+
+    res = [("max-pool 2×2 (128,64,32,32) forward", timeit(ours_fwd), None),
+           ("max-pool 2×2 (128,64,32,32) fwd+bwd", timeit(ours_fb), None)]  # fmt: skip
+    if torch is not None:
+        tx = torch.tensor(x, requires_grad=True)
+        tg = torch.tensor(g)
+
+        def t_fwd():
+            with torch.no_grad():
+                torch.nn.functional.max_pool2d(tx, 2)
+
+        def t_fb():
+            torch.nn.functional.max_pool2d(tx, 2).backward(tg)
+
+        res = [(res[0][0], res[0][1], timeit(t_fwd)), (res[1][0], res[1][1], timeit(t_fb))]
+    return res
+
+
+def bench_lenet(rng):
+    x = rng.random((64, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    model = lenet5(rng=0)
+    opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        logits = model(x)
+        _, ctx = F.cross_entropy_forward(logits, y)
+        model.zero_grad()
+        model.backward(F.cross_entropy_backward(np.float32(1.0), ctx)[0])
+        opt.step()
+
+    ours = timeit(step, max(ARGS.repeat, 15))
+    theirs = None
+    if torch is not None:
+        tm = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+            torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+            torch.nn.Linear(84, 10),
+        )  # fmt: skip
+        topt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9)
+        tx, ty = torch.tensor(x), torch.tensor(y)
+
+        def tstep():
+            topt.zero_grad()
+            torch.nn.functional.cross_entropy(tm(tx), ty).backward()
+            topt.step()
+
+        theirs = timeit(tstep, max(ARGS.repeat, 15))
+    return [("LeNet-5 training step, batch 64", ours, theirs)]
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in conv_cases():
+        rows += bench_conv(*case, rng)
+    rows += bench_pool(rng)
+    rows += bench_lenet(rng)
+    version = torch.__version__ if torch else "(not installed)"
+    head = f"glassnet vs PyTorch {version}, {ARGS.threads} threads, median of {ARGS.repeat}"
+    lines = [head, "", "| case | glassnet ms | PyTorch ms | ratio |", "|---|---:|---:|---:|"]
+    for name, ours, theirs in rows:
+        t = f"{theirs * 1e3:.2f}" if theirs else "—"
+        r = f"{ours / theirs:.2f}×" if theirs else "—"
+        lines.append(f"| {name} | {ours * 1e3:.2f} | {t} | {r} |")
+    text = "\n".join(lines)
+    print(text)
+    if ARGS.markdown:
+        with open(ARGS.markdown, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Training history: per-epoch records and a thinned stream of per-step records, saved
+as JSON (rewritten atomically, so a reader such as the explorer can follow a live run)
+and CSV, with loss and accuracy curves drawn to PNG."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import atomic_write_bytes, atomic_write_text
+
+EPOCH_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+@dataclass
+class History:
+    """What happened during training. ``status``: running, finished, interrupted, failed."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+    message: str | None = None
+    best: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "message": self.message,
+            "config": self.config,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "best": self.best,
+            "test": self.test,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(
+            d.get("config", {}),
+            list(d.get("epochs", [])),
+            list(d.get("steps", [])),
+            d.get("status", "running"),
+            d.get("message"),
+            d.get("best"),
+            d.get("test"),
+        )
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> History:
+        return cls.from_dict(json.loads((Path(run_dir) / "history.json").read_text()))
+
+    def save(self, run_dir: str | Path, csv_and_plot: bool = False) -> None:
+        """Write history.json (always) and history.csv + curves.png (when asked), atomically."""
+        run_dir = Path(run_dir)
+        atomic_write_text(run_dir / "history.json", json.dumps(self.to_dict(), indent=1))
+        if csv_and_plot:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.epochs)
+            atomic_write_text(run_dir / "history.csv", buf.getvalue())
+            if self.epochs or self.steps:
+                atomic_write_bytes(run_dir / "curves.png", plot_curves([(run_dir.name, self)]))
+
+
+def plot_curves(runs: list[tuple[str, History]]) -> bytes:
+    """PNG bytes: loss (left) and accuracy (right) against epochs for one or more runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, h in runs:
+        label = f"{name}: " if len(runs) > 1 else ""
+        if h.steps:
+            ax_loss.plot([s["epoch"] for s in h.steps], [s["loss"] for s in h.steps], alpha=0.3, lw=1,
+                         label=f"{label}train (steps)")  # fmt: skip
+        ep = [e["epoch"] for e in h.epochs]
+        if ep:
+            ax_loss.plot(ep, [e["train_loss"] for e in h.epochs], "o-", label=f"{label}train")
+            ax_acc.plot(ep, [e["train_acc"] for e in h.epochs], "o-", label=f"{label}train")
+            if any(e.get("val_loss") is not None for e in h.epochs):
+                ax_loss.plot(ep, [e.get("val_loss") for e in h.epochs], "s--", label=f"{label}validation")
+                ax_acc.plot(ep, [e.get("val_acc") for e in h.epochs], "s--", label=f"{label}validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,147 @@
+"""From a plain config (what ``glassnet train`` was asked) to the objects of a run.
+
+A run's config is stored in its ``history.json``; ``--resume`` rebuilds exactly the
+same model, data, optimiser and schedule from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..data import DataLoader, Dataset, load_dataset, train_val_split
+from ..data import transforms as T
+from ..nn.module import Module
+from .trainer import RunInfo
+
+DEFAULTS: dict[str, Any] = {
+    "model": "lenet5",
+    "model_kwargs": {},
+    "data": "shapes",
+    "data_root": None,
+    "epochs": 6,
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "lr": None,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "schedule": "cosine",
+    "warmup": 0,
+    "augment": "none",
+    "seed": 0,
+    "val_split": 0.1,
+    "label_smoothing": 0.0,
+    "clip": None,
+    "early_stopping": None,
+    "limit": None,
+    "checkpoint_every": 100,
+}
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "step", "cosine", "onecycle")
+AUGMENTS = ("none", "crop", "standard", "flip", "strong")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+
+
+def augmentation(name: str, size: int) -> Any:
+    """A named augmentation preset (None for 'none')."""
+    presets = {
+        "none": None,
+        "crop": [T.RandomCrop(size, padding=2)],
+        "standard": [T.RandomCrop(size, padding=2), T.RandomRotation(10)],
+        "flip": [T.RandomHorizontalFlip(), T.RandomCrop(size, padding=4)],
+        "strong": [T.RandomHorizontalFlip(), T.RandomCrop(size, padding=4), T.RandomRotation(10),
+                   T.ColorJitter(0.2, 0.2), T.Cutout(size // 4, p=0.5)],
+    }  # fmt: skip
+    if name not in presets:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTS)}")
+    return None if presets[name] is None else T.Compose(presets[name])
+
+
+@dataclass
+class Run:
+    """Everything ``fit`` needs, built from a config."""
+
+    config: dict[str, Any]
+    model: Module
+    train: DataLoader
+    val: DataLoader | None
+    test: DataLoader
+    optimizer: Any
+    scheduler: Any
+    scheduler_interval: str
+    info: RunInfo
+
+
+def _limit(ds: Dataset, n: int | None) -> Dataset:
+    if n is None or n >= len(ds):
+        return ds
+    return ds.subset(list(range(n)), split=ds.split)
+
+
+def build_run(config: dict[str, Any], download: bool = True) -> Run:
+    """Datasets, loaders, model, optimiser and schedule for ``config`` (unknown keys are errors)."""
+    from .. import optim
+    from ..models import get_model
+
+    unknown = set(config) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown config keys: {sorted(unknown)}")
+    cfg = {**DEFAULTS, **config}
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if cfg["schedule"] not in SCHEDULES:
+        raise ValueError(f"unknown schedule {cfg['schedule']!r}; choose one of {', '.join(SCHEDULES)}")
+    if cfg["lr"] is None:
+        cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
+    seed = int(cfg["seed"])
+    full_train = load_dataset(cfg["data"], "train", root=cfg["data_root"], download=download)
+    test_ds = load_dataset(cfg["data"], "test", root=cfg["data_root"], download=download)
+    full_train = _limit(full_train, cfg["limit"])
+    if cfg["val_split"]:
+        train_ds, val_ds = train_val_split(full_train, cfg["val_split"], seed=seed)
+    else:
+        train_ds, val_ds = full_train, None
+    c, h, w = full_train.image_shape
+    mean, std = full_train.mean_std()
+    norm = (mean, std)
+    train = DataLoader(train_ds, cfg["batch_size"], shuffle=True, seed=seed, normalize=norm,
+                       transform=augmentation(cfg["augment"], h))  # fmt: skip
+    val = DataLoader(val_ds, 256, normalize=norm) if val_ds is not None else None
+    test = DataLoader(test_ds, 256, normalize=norm)
+    kwargs = {"num_classes": full_train.num_classes, "in_channels": c, **cfg["model_kwargs"]}
+    model = get_model(cfg["model"], rng=seed, **kwargs)
+    params = model.parameters()
+    lr = cfg["lr"]
+    if cfg["optimizer"] == "sgd":
+        opt = optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+                        nesterov=cfg["momentum"] > 0)  # fmt: skip
+    elif cfg["optimizer"] == "adam":
+        opt = optim.Adam(params, lr=lr, weight_decay=cfg["weight_decay"])
+    elif cfg["optimizer"] == "adamw":
+        opt = optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"] or 1e-2)
+    else:
+        opt = optim.RMSprop(params, lr=lr, weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
+    steps_per_epoch = len(train)
+    interval = "epoch"
+    sched: Any = None
+    if cfg["schedule"] == "step":
+        sched = optim.StepLR(opt, step_size=max(cfg["epochs"] // 3, 1), gamma=0.1)
+    elif cfg["schedule"] == "cosine":
+        interval = "step"
+        total = cfg["epochs"] * steps_per_epoch
+        warm = int(cfg["warmup"]) * steps_per_epoch
+        cosine = optim.CosineAnnealingLR(opt, T_max=max(total - warm, 1))
+        if warm:
+            sched = optim.SequentialLR(opt, [optim.LinearLR(opt, start_factor=0.01, total_iters=warm), cosine],
+                                       milestones=[warm])  # fmt: skip
+        else:
+            sched = cosine
+    elif cfg["schedule"] == "onecycle":
+        interval = "step"
+        sched = optim.OneCycleLR(opt, max_lr=lr, total_steps=cfg["epochs"] * steps_per_epoch)
+    info = RunInfo(
+        architecture=cfg["model"], arch_kwargs=kwargs, classes=list(full_train.classes),
+        normalization={"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        input_shape=(c, h, w),
+    )  # fmt: skip
+    return Run(cfg, model, train, val, test, opt, sched, interval, info)
