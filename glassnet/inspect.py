@@ -138,7 +138,7 @@ def summary(model: Module, input_shape: Any) -> Summary:
     hw = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
     rows: list[SummaryRow] = []
     out, _ = model.summarize(shape, RFState((1, 1), (1, 1), hw), "", rows)
-    return Summary(type(model).__name__, shape, rows, out)
+    return Summary(getattr(model, "name", None) or type(model).__name__, shape, rows, out)
 
 
 def receptive_field(model: Module, input_shape: Any) -> tuple[tuple[int, int], tuple[int, int]]:

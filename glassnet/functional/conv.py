@@ -46,6 +46,9 @@ from .window import check_4d, describe_window, taps
 # Use the shift path when computing at every padded position costs at most this many
 # times the useful outputs (measured in benchmarks/bench_ops.py).
 SHIFT_WASTE_LIMIT = 2.2
+# Keep the forward's im2col matrix for the weight gradient when it is at most this big;
+# larger ones are not kept (backward then reads the taps straight from the input buffer).
+COLS_CACHE_BYTES = 64 * 2**20
 
 
 def _check(x: np.ndarray, weight: np.ndarray, bias: Any, groups: Any) -> None:
@@ -142,7 +145,7 @@ def conv2d_forward(
             cols[:, t] = buf[:, off : off + m]
         full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, m))
         out = full.reshape(f, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
-        ctx = Context(path="shift", buf=buf, offsets=offsets)
+        ctx = Context(path="shift", buf=buf, offsets=offsets, cols=cols if cols.nbytes <= COLS_CACHE_BYTES else None)
     else:
         xp4 = np.zeros((c, n, hp, wp), dtype=dtype)
         xp4[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
@@ -192,20 +195,28 @@ def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndar
     db = grad.sum(axis=(0, 2, 3)) if ctx.has_bias else None
 
     if ctx.path == "shift":
+        # Gradient at every padded position (zero where no output was computed), placed
+        # after a zero margin so that shifting it right by a tap's offset is a slice.
         m = n * hp * wp
-        g2 = np.zeros((f, n, hp, wp), dtype=ctx.dtype)
-        g2[:, :, :ho, :wo] = grad.transpose(1, 0, 2, 3)
-        g2 = g2.reshape(groups, fg, m)
-        buf = ctx.buf
-        dw = np.empty((groups, fg, cg, t_count), dtype=ctx.dtype)
-        for t, off in enumerate(ctx.offsets):
-            xs = buf[:, off : off + m].reshape(groups, cg, m)
-            dw[..., t] = np.matmul(g2, xs.transpose(0, 2, 1))
-        dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, m)
-        dbuf = np.zeros_like(buf)
-        for t, off in enumerate(ctx.offsets):
-            dbuf[:, off : off + m] += dcols[:, t]
-        dxp = dbuf[:, :m].reshape(c, n, hp, wp)
+        offsets = ctx.offsets
+        margin = offsets[-1]
+        gbuf = np.zeros((f, margin + m), dtype=ctx.dtype)
+        gbuf[:, margin:].reshape(f, n, hp, wp)[:, :, :ho, :wo] = grad.transpose(1, 0, 2, 3)
+        g2 = gbuf[:, margin:].reshape(groups, fg, m)
+        if ctx.cols is not None:
+            dw = np.matmul(g2, ctx.cols.reshape(groups, cg * t_count, m).transpose(0, 2, 1))
+        else:
+            dw = np.empty((groups, fg, cg, t_count), dtype=ctx.dtype)
+            for t, off in enumerate(offsets):
+                xs = ctx.buf[:, off : off + m].reshape(groups, cg, m)
+                dw[..., t] = np.matmul(g2, xs.transpose(0, 2, 1))
+        # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
+        # so build an im2col of the gradient (each tap one contiguous slice) and multiply.
+        gcols = np.empty((f, t_count, m), dtype=ctx.dtype)
+        for t, off in enumerate(offsets):
+            gcols[:, t] = gbuf[:, margin - off : margin - off + m]
+        w_t = w_mat.reshape(groups, fg, cg, t_count).transpose(0, 2, 1, 3).reshape(groups, cg, fg * t_count)
+        dxp = np.matmul(w_t, gcols.reshape(groups, fg * t_count, m)).reshape(c, n, hp, wp)
     else:
         g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
         cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)

@@ -80,6 +80,8 @@ def alexnet(
         ReLU(),
         Linear(4096, num_classes, rng=gen),
     )
-    return Sequential(
+    model = Sequential(
         OrderedDict(features=features, avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(), classifier=classifier)
     )
+    model.name = "AlexNet"
+    return model

@@ -23,7 +23,7 @@ def lenet5(num_classes: int = 10, in_channels: int = 1, variant: str = "modern",
     gen = make_rng(rng)
     act = ReLU if variant == "modern" else Tanh
     pool = MaxPool2d if variant == "modern" else AvgPool2d
-    return Sequential(
+    model = Sequential(
         Conv2d(in_channels, 6, 5, padding=2, rng=gen),
         act(),
         pool(2),
@@ -37,3 +37,5 @@ def lenet5(num_classes: int = 10, in_channels: int = 1, variant: str = "modern",
         act(),
         Linear(84, num_classes, rng=gen),
     )
+    model.name = "LeNet-5" if variant == "modern" else "LeNet-5 (classic)"
+    return model

@@ -32,7 +32,9 @@ class Sequential(Module):
         setattr(self, name, m)
 
     def append(self, module: Module) -> Sequential:
-        self._add(str(len(self._modules)), module)
+        """Add ``module`` at the end, named by the next free integer."""
+        numbers = [int(k) for k in self._modules if k.isdigit()]
+        self._add(str(max(numbers, default=-1) + 1), module)
         return self
 
     def __len__(self) -> int:

@@ -122,14 +122,23 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
-        for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
+        params, buffers, modules = self._parameters, self._buffers, self._modules
+        if isinstance(value, Parameter) or (value is None and name in params):
+            target = params
         elif isinstance(value, Module):
-            self._modules[name] = value
+            target = modules
+        elif name in buffers and (value is None or isinstance(value, np.ndarray)):
+            target = buffers
         else:
+            target = None
+        for registry in (params, buffers, modules):
+            if registry is not target:
+                registry.pop(name, None)
+        if target is None:
             object.__setattr__(self, name, value)
+        else:
+            self.__dict__.pop(name, None)
+            target[name] = value  # replacing keeps the registration order
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
@@ -236,8 +245,8 @@ class Module:
     def to(self, dtype: Any) -> Module:
         """Convert every parameter and floating buffer to ``dtype`` (float32/float64)."""
         dt = np.dtype(dtype)
-        if dt.kind != "f":
-            raise ValueError(f"to(): expected a floating dtype, got {dt}")
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"to(): expected float32 or float64, got {dt}")
         for m in self.modules():
             for p in m._parameters.values():
                 if p is not None:

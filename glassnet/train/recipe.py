@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "data_root": None,
     "epochs": 6,
     "batch_size": 64,
-    "optimizer": "sgd",
+    "optimizer": "adam",
     "lr": None,
     "momentum": 0.9,
     "weight_decay": 0.0,
@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
 AUGMENTS = ("none", "crop", "standard", "flip", "strong")
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+DEFAULT_LR = {"sgd": 0.02, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3}
 
 
 def augmentation(name: str, size: int) -> Any:
