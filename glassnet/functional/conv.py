@@ -210,13 +210,21 @@ def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndar
             for t, off in enumerate(offsets):
                 xs = ctx.buf[:, off : off + m].reshape(groups, cg, m)
                 dw[..., t] = np.matmul(g2, xs.transpose(0, 2, 1))
-        # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
-        # so build an im2col of the gradient (each tap one contiguous slice) and multiply.
-        gcols = np.empty((f, t_count, m), dtype=ctx.dtype)
-        for t, off in enumerate(offsets):
-            gcols[:, t] = gbuf[:, margin - off : margin - off + m]
-        w_t = w_mat.reshape(groups, fg, cg, t_count).transpose(0, 2, 1, 3).reshape(groups, cg, fg * t_count)
-        dxp = np.matmul(w_t, gcols.reshape(groups, fg * t_count, m)).reshape(c, n, hp, wp)
+        if f <= c:
+            # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
+            # so build an im2col of the gradient (each tap one contiguous slice) and multiply.
+            gcols = np.empty((f, t_count, m), dtype=ctx.dtype)
+            for t, off in enumerate(offsets):
+                gcols[:, t] = gbuf[:, margin - off : margin - off + m]
+            w_t = w_mat.reshape(groups, fg, cg, t_count).transpose(0, 2, 1, 3).reshape(groups, cg, fg * t_count)
+            dxp = np.matmul(w_t, gcols.reshape(groups, fg * t_count, m)).reshape(c, n, hp, wp)
+        else:
+            # Few input channels: dcols = Wᵀ·dOut is small, add its tap blocks back (col2im).
+            dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, m)
+            dbuf = np.zeros((c, m + margin), dtype=ctx.dtype)
+            for t, off in enumerate(offsets):
+                dbuf[:, off : off + m] += dcols[:, t]
+            dxp = dbuf[:, :m].reshape(c, n, hp, wp)
     else:
         g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
         cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)

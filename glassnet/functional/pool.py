@@ -74,13 +74,18 @@ def _axis_taps(k: int, s: int, d: int, out: int) -> list[slice]:
 
 
 def _running_max(views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Element-wise max over ``views`` and the index of the first view that holds it."""
+    """Element-wise max over ``views`` and the index of the first view that holds it.
+
+    Strictly greater replaces, so among equal values the earliest view wins. Since
+    view indices only grow, ``idx = max(idx, t·[v > best])`` records the winner with
+    one fast uint8 maximum instead of a masked copy.
+    """
     best = views[0].copy()
-    idx = np.zeros(best.shape, dtype=np.uint8 if len(views) <= 255 else np.int32)
+    idx = np.zeros(best.shape, dtype=np.uint8)
     for t, v in enumerate(views[1:], start=1):
         gt = np.greater(v, best)
         np.maximum(best, v, out=best)
-        np.copyto(idx, t, where=gt)
+        np.maximum(idx, np.multiply(gt, t, dtype=np.uint8), out=idx)
     return best, idx
 
 
@@ -96,34 +101,43 @@ def max_pool2d_forward(
 
     Padding cells hold −∞ (they never win). ``stride`` defaults to ``kernel_size``.
 
-    Separable: the max of a window is the max over its rows of each row's max, so a
-    first pass takes the k_w column taps (every padded row, W_out positions) and a
-    second the k_h row taps of that. Strictly-greater comparisons in both passes
-    give the first maximum in row-major order, PyTorch's choice for ties.
+    Separable: the max of a window is the max over its columns of each column's max.
+    A first pass takes the k_h row taps (whole rows, contiguous in memory) and keeps,
+    per column, the max and the row it came from; a second pass takes the k_w column
+    taps of that smaller array. Ties go to the first maximum in row-major order
+    (PyTorch's choice): a later column wins only if strictly greater, or equal and
+    from an earlier row.
     """
     x = as_float(x, "max_pool2d input")
     k, s, d, pads, out_hw = pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    if k[0] * k[1] > 255:
+        raise ValueError(f"max_pool2d: windows of more than 255 cells are not supported, got {k}")
     _, extra = padded_extent(x.shape[2:], k, s, d, pads, out_hw)
     xp = pad2d(x, pads, -np.inf, extra)
-    col_taps = _axis_taps(k[1], s[1], d[1], out_hw[1])
     row_taps = _axis_taps(k[0], s[0], d[0], out_hw[0])
-    row_max, cidx = _running_max([xp[:, :, :, c] for c in col_taps])
-    best, ridx = _running_max([row_max[:, :, r, :] for r in row_taps])
-    ctx = Context(
-        x_shape=x.shape,
-        ridx=ridx,
-        cidx=cidx,
-        row_taps=row_taps,
-        col_taps=col_taps,
-        pads=pads,
-        padded=xp.shape[2:],
-        dtype=x.dtype,
-        span=(d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1),
-    )
+    col_taps = _axis_taps(k[1], s[1], d[1], out_hw[1])
+    col_max, ridx = _running_max([xp[:, :, r, :] for r in row_taps])
+    best = col_max[:, :, :, col_taps[0]].copy()
+    best_row = ridx[:, :, :, col_taps[0]].copy()
+    cidx = np.zeros(best.shape, dtype=np.uint8)
+    for t, c in enumerate(col_taps[1:], start=1):
+        v, r = col_max[:, :, :, c], ridx[:, :, :, c]
+        take = np.greater(v, best)
+        tie = np.equal(v, best)
+        tie &= np.less(r, best_row)
+        take |= tie
+        np.maximum(best, v, out=best)  # the value is the same whichever of equal cells wins
+        best_row += take * (r - best_row)  # uint8 arithmetic wraps: = r where take, else unchanged
+        np.maximum(cidx, np.multiply(take, t, dtype=np.uint8), out=cidx)
+    ctx = Context(x_shape=x.shape, ridx=ridx, cidx=cidx, row_taps=row_taps, col_taps=col_taps, pads=pads,
+                  padded=xp.shape[2:], dtype=x.dtype,
+                  span=(d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1))  # fmt: skip
     return best, ctx
 
 
-def _scatter(grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.ndarray, axis: int, span: int) -> None:
+def _scatter(
+    grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.ndarray, axis: int, span: int
+) -> None:
     """out[..., slices[t], ...] += grad where idx == t, along ``axis`` (2: rows, 3: cols).
 
     When the stride exceeds the window's span no cell is reached by two taps, so the
@@ -141,16 +155,16 @@ def _scatter(grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.nda
 def max_pool2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
     """Route each output gradient to the cell that held its window's (first) maximum.
 
-    Two passes mirroring forward: to the winning row of each window, then within
-    that row to the winning column.
+    Two passes mirroring forward: to the winning column of each window, then within
+    that column to the winning row.
     """
     n, c, h, w = ctx.x_shape
     grad = np.asarray(grad, dtype=ctx.dtype)
     hp, wp = ctx.padded
-    g_rows = np.zeros((n, c, hp, grad.shape[3]), dtype=ctx.dtype)
-    _scatter(grad, ctx.ridx, ctx.row_taps, g_rows, 2, ctx.span[0])
+    g_cols = np.zeros((n, c, grad.shape[2], wp), dtype=ctx.dtype)
+    _scatter(grad, ctx.cidx, ctx.col_taps, g_cols, 3, ctx.span[1])
     dxp = np.zeros((n, c, hp, wp), dtype=ctx.dtype)
-    _scatter(g_rows, ctx.cidx, ctx.col_taps, dxp, 3, ctx.span[1])
+    _scatter(g_cols, ctx.ridx, ctx.row_taps, dxp, 2, ctx.span[0])
     return (np.ascontiguousarray(unpad2d(dxp, ctx.pads, (h, w))),)
 
 
