@@ -135,9 +135,7 @@ def max_pool2d_forward(
     return best, ctx
 
 
-def _scatter(
-    grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.ndarray, axis: int, span: int
-) -> None:
+def _scatter(grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.ndarray, axis: int, span: int) -> None:
     """out[..., slices[t], ...] += grad where idx == t, along ``axis`` (2: rows, 3: cols).
 
     When the stride exceeds the window's span no cell is reached by two taps, so the
