@@ -17,13 +17,12 @@ from ._op import Context, Op
 def relu_forward(x: Any) -> tuple[np.ndarray, Context]:
     """ReLU: max(0, x). Negative values become 0; positive values stay (not abs!)."""
     x = as_float(x, "relu input")
-    mask = x > 0
-    return x * mask, Context(mask=mask)
+    return np.maximum(x, x.dtype.type(0)), Context(mask=x > 0)
 
 
 def relu_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
     """d relu/dx = 1 where x > 0, else 0 (0 at x = 0, as in PyTorch)."""
-    return (grad * ctx.mask,)
+    return (np.where(ctx.mask, grad, grad.dtype.type(0)),)
 
 
 relu = Op(relu_forward, relu_backward)

@@ -129,10 +129,44 @@ def max_pool2d_forward(
         np.maximum(best, v, out=best)  # the value is the same whichever of equal cells wins
         best_row += take * (r - best_row)  # uint8 arithmetic wraps: = r where take, else unchanged
         np.maximum(cidx, np.multiply(take, t, dtype=np.uint8), out=cidx)
+    special = None
+    if not np.isfinite(best.sum()):
+        special = _nonfinite_windows(xp, best, pads, x.shape[2:], row_taps, col_taps)
     ctx = Context(x_shape=x.shape, ridx=ridx, cidx=cidx, row_taps=row_taps, col_taps=col_taps, pads=pads,
+                  special=special,
                   padded=xp.shape[2:], dtype=x.dtype,
                   span=(d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1))  # fmt: skip
     return best, ctx
+
+
+def _nonfinite_windows(
+    xp: np.ndarray, best: np.ndarray, pads: Pads, size: Pair, row_taps: list[slice], col_taps: list[slice]
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray] | None:
+    """PyTorch's choice for windows whose maximum is NaN or −∞ (slow, but rare).
+
+    PyTorch scans a window's real cells in row-major order and takes a cell when it is
+    greater than the running maximum or NaN: so a NaN window routes its gradient to its
+    last NaN, and an all-−∞ window to its first real cell (never to the padding).
+    Returns (output positions, input rows, input columns) in padded coordinates.
+    """
+    bad = np.nonzero(np.isnan(best) | np.isneginf(best))
+    if not bad[0].size:
+        return None
+    (pt, _), (pl, _) = pads
+    rows_out, cols_out = [], []
+    for n, c, oh, ow in zip(*bad, strict=True):
+        rs = [r.start + r.step * oh for r in row_taps]
+        cs = [cc.start + cc.step * ow for cc in col_taps]
+        real = [(r, cc) for r in rs for cc in cs if pt <= r < pt + size[0] and pl <= cc < pl + size[1]]
+        if not real:  # a window entirely in the padding: output −∞, no gradient
+            rows_out.append(-1)
+            cols_out.append(-1)
+            continue
+        nans = [rc for rc in real if np.isnan(xp[n, c, rc[0], rc[1]])]
+        r, cc = nans[-1] if nans else real[0]
+        rows_out.append(r)
+        cols_out.append(cc)
+    return bad, np.array(rows_out), np.array(cols_out)
 
 
 def _scatter(grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.ndarray, axis: int, span: int) -> None:
@@ -159,10 +193,18 @@ def max_pool2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
     n, c, h, w = ctx.x_shape
     grad = np.asarray(grad, dtype=ctx.dtype)
     hp, wp = ctx.padded
+    special = ctx.special
+    if special is not None:
+        (pos, rows, cols), grad = special, grad.copy()
+        special_grad = grad[pos]
+        grad[pos] = 0
     g_cols = np.zeros((n, c, grad.shape[2], wp), dtype=ctx.dtype)
     _scatter(grad, ctx.cidx, ctx.col_taps, g_cols, 3, ctx.span[1])
     dxp = np.zeros((n, c, hp, wp), dtype=ctx.dtype)
     _scatter(g_cols, ctx.ridx, ctx.row_taps, dxp, 2, ctx.span[0])
+    if special is not None:
+        keep = rows >= 0
+        np.add.at(dxp, (pos[0][keep], pos[1][keep], rows[keep], cols[keep]), special_grad[keep])
     return (np.ascontiguousarray(unpad2d(dxp, ctx.pads, (h, w))),)
 
 
