@@ -53,6 +53,25 @@ def timeit(fn, repeat: int = ARGS.repeat) -> float:
     return statistics.median(times)
 
 
+def compare(ours, theirs, repeat: int = ARGS.repeat) -> tuple[float, float | None]:
+    """Median times of ``ours`` and ``theirs``, their repetitions interleaved so that a
+    change in machine load affects both alike."""
+    if theirs is None:
+        return timeit(ours, repeat), None
+    ours()
+    theirs()
+    a, b = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ours()
+        t1 = time.perf_counter()
+        theirs()
+        t2 = time.perf_counter()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+    return statistics.median(a), statistics.median(b)
+
+
 def conv_cases():
     # (label, N, C, H, F, k, stride, padding)
     return [
@@ -77,8 +96,7 @@ def bench_conv(label, n, c, h, f, k, s, p, rng):
         o, c_ = F.conv2d_forward(x, w, b, stride=s, padding=p)
         F.conv2d_backward(g, c_)
 
-    rows = [(f"{label} forward", timeit(ours_fwd)), (f"{label} fwd+bwd", timeit(ours_fb))]
-    theirs = [None, None]
+    t_fwd = t_fb = None
     if torch is not None:
         tx = torch.tensor(x, requires_grad=True)
         tw = torch.tensor(w, requires_grad=True)
@@ -93,8 +111,7 @@ def bench_conv(label, n, c, h, f, k, s, p, rng):
             o = torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
             o.backward(tg)
 
-        theirs = [timeit(t_fwd), timeit(t_fb)]
-    return [(name, t, tt) for (name, t), tt in zip(rows, theirs, strict=True)]
+    return [(f"{label} forward", *compare(ours_fwd, t_fwd)), (f"{label} fwd+bwd", *compare(ours_fb, t_fb))]
 
 
 def bench_pool(rng):
@@ -109,8 +126,7 @@ def bench_pool(rng):
         _, c_ = F.max_pool2d_forward(x, 2)
         F.max_pool2d_backward(g, c_)
 
-    res = [("max-pool 2×2 (128,64,32,32) forward", timeit(ours_fwd), None),
-           ("max-pool 2×2 (128,64,32,32) fwd+bwd", timeit(ours_fb), None)]  # fmt: skip
+    t_fwd = t_fb = None
     if torch is not None:
         tx = torch.tensor(x, requires_grad=True)
         tg = torch.tensor(g)
@@ -122,8 +138,8 @@ def bench_pool(rng):
         def t_fb():
             torch.nn.functional.max_pool2d(tx, 2).backward(tg)
 
-        res = [(res[0][0], res[0][1], timeit(t_fwd)), (res[1][0], res[1][1], timeit(t_fb))]
-    return res
+    return [("max-pool 2×2 (128,64,32,32) forward", *compare(ours_fwd, t_fwd)),
+            ("max-pool 2×2 (128,64,32,32) fwd+bwd", *compare(ours_fb, t_fb))]  # fmt: skip
 
 
 def bench_lenet(rng):
@@ -139,8 +155,7 @@ def bench_lenet(rng):
         model.backward(F.cross_entropy_backward(np.float32(1.0), ctx)[0])
         opt.step()
 
-    ours = timeit(step, max(ARGS.repeat, 15))
-    theirs = None
+    tstep = None
     if torch is not None:
         tm = torch.nn.Sequential(
             torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
@@ -156,8 +171,7 @@ def bench_lenet(rng):
             torch.nn.functional.cross_entropy(tm(tx), ty).backward()
             topt.step()
 
-        theirs = timeit(tstep, max(ARGS.repeat, 15))
-    return [("LeNet-5 training step, batch 64", ours, theirs)]
+    return [("LeNet-5 training step, batch 64", *compare(step, tstep, max(ARGS.repeat, 15)))]
 
 
 def main() -> None:

@@ -145,7 +145,7 @@ def save_checkpoint(
     """Write ``model`` (and optionally optimiser/scheduler state) to ``path`` atomically."""
     from safetensors.numpy import save
 
-    tensors = {f"model/{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    tensors = {f"model/{k}": np.asarray(v, order="C") for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {
         "format": FORMAT,
         "glassnet_version": __version__,
@@ -164,7 +164,7 @@ def save_checkpoint(
         from .optim import flatten_state
 
         arrays, ometa = flatten_state(optimizer.state_dict())
-        tensors.update({f"optim/{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
+        tensors.update({f"optim/{k}": np.asarray(v, order="C") for k, v in arrays.items()})
         meta["optimizer"] = {"type": type(optimizer).__name__, "state": ometa}
     if scheduler is not None:
         meta["scheduler"] = {"type": type(scheduler).__name__, "state": scheduler.state_dict()}

@@ -203,13 +203,17 @@ def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndar
         gbuf = np.zeros((f, margin + m), dtype=ctx.dtype)
         gbuf[:, margin:].reshape(f, n, hp, wp)[:, :, :ho, :wo] = grad.transpose(1, 0, 2, 3)
         g2 = gbuf[:, margin:].reshape(groups, fg, m)
+        # Weight gradients are products with a very long inner dimension (all positions).
+        # They are computed as cols · dOutᵀ and transposed: OpenBLAS (2 threads) runs the
+        # equivalent dOut · colsᵀ up to 100× slower for these shapes (benchmarks/bench_ops.py).
+        g2t = g2.transpose(0, 2, 1)
         if ctx.cols is not None:
-            dw = np.matmul(g2, ctx.cols.reshape(groups, cg * t_count, m).transpose(0, 2, 1))
+            dw = np.matmul(ctx.cols.reshape(groups, cg * t_count, m), g2t).transpose(0, 2, 1)
         else:
             dw = np.empty((groups, fg, cg, t_count), dtype=ctx.dtype)
             for t, off in enumerate(offsets):
                 xs = ctx.buf[:, off : off + m].reshape(groups, cg, m)
-                dw[..., t] = np.matmul(g2, xs.transpose(0, 2, 1))
+                dw[..., t] = np.matmul(xs, g2t).transpose(0, 2, 1)
         if f <= c:
             # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
             # so build an im2col of the gradient (each tap one contiguous slice) and multiply.
@@ -228,7 +232,7 @@ def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndar
     else:
         g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
         cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
-        dw = np.matmul(g2, cols.transpose(0, 2, 1))
+        dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
         dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, n, ho, wo)
         dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
         for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
