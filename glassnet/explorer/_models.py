@@ -1,0 +1,593 @@
+"""Models for the explorer: the zoo, checkpoints, summaries and traced forward passes.
+
+:func:`trace` runs one forward pass and records the output of every layer, in the
+order the layers run, whatever the wiring (chains, residual blocks): it temporarily
+wraps each module's ``forward``. Along the way it follows each array's receptive
+field on the input (top-left corner of unit (0, 0), size, jump), so that a unit at
+(y, x) sees input rows ``start_h + y·jump_h`` … ``+ size_h − 1`` (clipped to the image).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import models as zoo
+from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ..inspect import summary
+from ..nn import Module, Sequential, no_grad
+
+#: Layers whose output is shown under each heading.
+STAGES = {
+    "Conv2d": "after convolution",
+    "ReLU": "after ReLU",
+    "LeakyReLU": "after activation",
+    "Tanh": "after activation",
+    "Sigmoid": "after activation",
+    "MaxPool2d": "after pooling",
+    "AvgPool2d": "after pooling",
+    "AdaptiveAvgPool2d": "after pooling",
+    "BatchNorm2d": "after batch norm",
+    "BatchNorm1d": "after batch norm",
+    "LocalResponseNorm": "after normalisation",
+    "Linear": "after dense layer",
+    "Flatten": "flattened",
+    "Dropout": "after dropout (identity at inference)",
+}
+
+
+def zoo_models() -> list[str]:
+    return sorted(zoo.MODELS)
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    return tuple(int(d) for d in zoo.default_input_shape(name))  # type: ignore[return-value]
+
+
+_shape_only_lock = threading.Lock()
+
+
+def build_zoo_model(name: str, shape_only: bool = False, **kwargs: Any) -> Module:
+    """Build a zoo model; ``shape_only`` skips the random initialisation (weights stay zero),
+    enough for a summary and much faster for the large models (VGG-16: 138 M parameters)."""
+    if not shape_only:
+        return zoo.get_model(name, **kwargs)
+    from ..nn import layers
+
+    def zeros_weight(shape: tuple[int, ...], scheme: str, rng: Any, dtype: Any) -> np.ndarray:
+        return np.zeros(shape, dtype=dtype)
+
+    def zeros_bias(n: int, fan_in: int, scheme: str, rng: Any, dtype: Any) -> np.ndarray:
+        return np.zeros(n, dtype=dtype)
+
+    with _shape_only_lock:
+        saved = layers.init_weight, layers.init_bias
+        layers.init_weight, layers.init_bias = zeros_weight, zeros_bias
+        try:
+            return zoo.get_model(name, **kwargs)
+        finally:
+            layers.init_weight, layers.init_bias = saved
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def summary_dict(model: Module, input_shape: tuple[int, ...], title: str) -> dict[str, Any]:
+    """The summary table as JSON: rows, totals, input and output shapes."""
+    s = summary(model, input_shape)
+    modules = dict(model.named_modules())
+
+    def detail(name: str) -> str:
+        m = modules.get(name)
+        try:
+            return m.extra_repr() if m is not None else ""
+        except Exception:  # a module whose repr needs state it lacks
+            return ""
+
+    rows = [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "output_shape": [int(d) for d in r.output_shape[1:]],
+            "params": int(r.params),
+            "trainable": int(r.trainable),
+            "macs": int(r.macs),
+            "rf": [int(v) for v in r.rf],
+            "jump": [int(v) for v in r.jump],
+            "detail": detail(r.name),
+        }
+        for r in s.rows
+    ]
+    return {
+        "title": title,
+        "input_shape": [int(d) for d in s.input_shape[1:]],
+        "output_shape": [int(d) for d in s.output_shape[1:]],
+        "rows": rows,
+        "total_params": int(s.total_params),
+        "trainable_params": int(s.trainable_params),
+        "total_macs": int(s.total_macs),
+    }
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    checkpoint: Checkpoint
+    model: Module
+    input_shape: tuple[int, int, int]
+    classes: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.checkpoint.meta
+
+    def describe(self) -> dict[str, Any]:
+        m = self.meta
+        extra = m.get("extra") if isinstance(m.get("extra"), dict) else {}
+        return {
+            "architecture": m.get("architecture"),
+            "arch_kwargs": m.get("arch_kwargs") or {},
+            "classes": self.classes,
+            "input_shape": list(self.input_shape),
+            "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist()},
+            "epoch": m.get("epoch"),
+            "step": m.get("step"),
+            "dataset": dataset_name(m),
+            "extra": {k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)},
+        }
+
+
+def dataset_name(meta: dict[str, Any]) -> str | None:
+    for source in (meta, meta.get("extra") or {}, (meta.get("extra") or {}).get("config") or {}):
+        if isinstance(source, dict) and isinstance(source.get("dataset"), str):
+            return source["dataset"]
+    return None
+
+
+class CheckpointCache:
+    """Loaded checkpoints by (path, modification time, size); a few at a time."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._items: OrderedDict[tuple[str, int, int], LoadedCheckpoint] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> LoadedCheckpoint:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        loaded = load(path)
+        with self._lock:
+            self._items[key] = loaded
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return loaded
+
+
+def load(path: Path) -> LoadedCheckpoint:
+    """Load a checkpoint and rebuild its model (raises ``CheckpointError`` with the reason)."""
+    ckpt = load_checkpoint(path)
+    try:
+        model = ckpt.build_model()
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path.name}: cannot rebuild the model ({e})") from None
+    model.eval()
+    meta = ckpt.meta
+    shape = meta.get("input_shape")
+    if not shape:
+        shape = default_input_shape(str(meta.get("architecture")))
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3:
+        raise CheckpointError(f"{path.name}: input_shape must be [C, H, W], got {list(shape)}")
+    c = shape[0]
+    norm = meta.get("normalization") or {}
+    mean = np.asarray(norm.get("mean", [0.0] * c), dtype=np.float64).reshape(-1)
+    std = np.asarray(norm.get("std", [1.0] * c), dtype=np.float64).reshape(-1)
+    if mean.size == 1:
+        mean = np.repeat(mean, c)
+    if std.size == 1:
+        std = np.repeat(std, c)
+    if mean.size != c or std.size != c or np.any(std <= 0):
+        raise CheckpointError(f"{path.name}: normalization does not fit {c} channels: mean {mean}, std {std}")
+    classes = [str(x) for x in ckpt.classes]
+    return LoadedCheckpoint(path, ckpt, model, shape, classes, mean, std)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- tracing
+
+
+@dataclass
+class RF:
+    """Receptive field of one array's units on the input, per axis (h, w)."""
+
+    start: tuple[float, float]
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    whole: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": list(self.start), "size": list(self.size), "jump": list(self.jump), "whole": self.whole}
+
+
+@dataclass
+class Record:
+    name: str
+    kind: str
+    output: np.ndarray
+    rf: RF
+    composite: bool
+
+
+def _window(rf: RF, k: tuple[int, int], s: tuple[int, int], d: tuple[int, int], pad: tuple[int, int]) -> RF:
+    start = tuple(st - p * j for st, p, j in zip(rf.start, pad, rf.jump, strict=True))
+    size = tuple(r + dd * (kk - 1) * j for r, kk, dd, j in zip(rf.size, k, d, rf.jump, strict=True))
+    jump = tuple(j * ss for j, ss in zip(rf.jump, s, strict=True))
+    return RF(start, size, jump)  # type: ignore[arg-type]
+
+
+def _leaf_rf(m: Module, rf: RF, x_shape: tuple[int, ...], y_shape: tuple[int, ...], input_hw: tuple[int, int]) -> RF:
+    from ..functional.conv import conv2d_geometry
+    from ..functional.pool import pool_geometry
+    from ..nn import AvgPool2d, Conv2d, MaxPool2d
+
+    if len(y_shape) != 4 or rf.whole:
+        return RF((0.0, 0.0), input_hw, rf.jump, True)
+    if isinstance(m, Conv2d):
+        stride, dil, pads, _ = conv2d_geometry(x_shape, m.weight.shape, m.stride, m.padding, m.dilation)
+        return _window(rf, tuple(m.weight.shape[2:]), stride, dil, (pads[0][0], pads[1][0]))
+    if isinstance(m, MaxPool2d):
+        k, s, d, pads, _ = pool_geometry("MaxPool2d", x_shape, *m._args())
+        return _window(rf, k, s, d, (pads[0][0], pads[1][0]))
+    if isinstance(m, AvgPool2d):
+        k, s, d, pads, _ = pool_geometry("AvgPool2d", x_shape, m.kernel_size, m.stride, m.padding, 1, m.ceil_mode)
+        return _window(rf, k, s, d, (pads[0][0], pads[1][0]))
+    if len(x_shape) == 4 and tuple(x_shape[2:]) == tuple(y_shape[2:]):
+        return rf  # elementwise, normalisation, channel-only layers
+    if len(x_shape) == 4:
+        (h, w), (oh, ow) = x_shape[2:], y_shape[2:]
+        if (oh, ow) == (1, 1):
+            return RF((0.0, 0.0), input_hw, rf.jump, True)
+        k = (-(-h // oh), -(-w // ow))
+        s = (max(h // oh, 1), max(w // ow, 1))
+        return _window(rf, k, s, (1, 1), (0, 0))
+    return RF((0.0, 0.0), input_hw, rf.jump, True)
+
+
+class _Tracer:
+    def __init__(self, input_hw: tuple[int, int]) -> None:
+        self.input_hw = input_hw
+        self.records: list[Record] = []
+        self.states: dict[int, tuple[np.ndarray, RF]] = {}
+        self.depth = 0
+
+    def state_of(self, x: Any) -> RF:
+        hit = self.states.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        # An array made outside a module (x + shortcut, concatenation): take the widest
+        # receptive field among arrays of the same spatial size (the deepest branch).
+        shape = getattr(x, "shape", ())
+        best: RF | None = None
+        for arr, rf in self.states.values():
+            if len(arr.shape) == len(shape) and arr.shape[2:] == shape[2:]:
+                if best is None or rf.size[0] * rf.size[1] >= best.size[0] * best.size[1]:
+                    best = rf
+        if best is not None:
+            return best
+        if len(shape) != 4:
+            return RF((0.0, 0.0), self.input_hw, (1, 1), True)
+        return RF((0.0, 0.0), (1, 1), (1, 1))
+
+    def remember(self, arr: np.ndarray, rf: RF) -> None:
+        self.states[id(arr)] = (arr, rf)
+
+    def wrap(self, name: str, m: Module) -> Any:
+        original = type(m).forward.__get__(m)
+        composite = bool(m._modules)
+
+        def forward(x: Any, *args: Any, **kwargs: Any) -> Any:
+            rf_in = self.state_of(x)
+            x_shape = tuple(np.shape(x))
+            self.depth += 1
+            try:
+                y = original(x, *args, **kwargs)
+            finally:
+                self.depth -= 1
+            if not isinstance(y, np.ndarray):
+                return y
+            if composite:
+                rf = self.state_of(y) if id(y) in self.states else self._composite_rf(y, rf_in, x_shape, m)
+            else:
+                rf = _leaf_rf(m, rf_in, x_shape, y.shape, self.input_hw)
+            self.remember(y, rf)
+            self.records.append(Record(name, type(m).__name__, y, rf, composite))
+            return y
+
+        return forward
+
+    def _composite_rf(self, y: np.ndarray, rf_in: RF, x_shape: tuple[int, ...], m: Module) -> RF:
+        best = None
+        for arr, rf in self.states.values():
+            if arr.ndim == y.ndim and arr.shape[2:] == y.shape[2:] and arr is not y:
+                if best is None or rf.size[0] * rf.size[1] >= best.size[0] * best.size[1]:
+                    best = rf
+        return best if best is not None else _leaf_rf(m, rf_in, x_shape, y.shape, self.input_hw)
+
+
+_trace_lock = threading.Lock()
+
+
+def trace(model: Module, x: np.ndarray) -> tuple[np.ndarray, list[Record]]:
+    """Run ``model`` on ``x`` (N, C, H, W) and record every layer's output with its receptive field.
+
+    Sequential containers are not recorded (their output is their last child's); other
+    containers (residual blocks) are, after their children.
+    """
+    tracer = _Tracer((int(x.shape[2]), int(x.shape[3])))
+    wrapped: list[Module] = []
+    with _trace_lock:
+        try:
+            for name, m in model.named_modules():
+                if not name or isinstance(m, Sequential):
+                    continue
+                object.__setattr__(m, "forward", tracer.wrap(name, m))
+                wrapped.append(m)
+            tracer.remember(x, RF((0.0, 0.0), (1, 1), (1, 1)))
+            with no_grad():
+                out = model(x)
+        finally:
+            for m in wrapped:
+                m.__dict__.pop("forward", None)
+    return np.asarray(out), tracer.records
+
+
+def first_conv(model: Module) -> tuple[str, Any] | None:
+    from ..nn import Conv2d
+
+    for name, m in model.named_modules():
+        if isinstance(m, Conv2d):
+            return name, m
+    return None
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+# ----------------------------------------------------------------------------- inputs and results
+
+
+def prepare_input(
+    pixels: np.ndarray,
+    shape: tuple[int, int, int],
+    mean: np.ndarray,
+    std: np.ndarray,
+    fit: str = "crop",
+    invert: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn uint8 (H, W) / (H, W, 3) into the model's input (1, C, H, W) float32, normalised.
+
+    ``fit='crop'``: centre-crop to the input's aspect ratio, then resize.
+    ``fit='digit'``: MNIST-style: crop to the ink, scale it into a box of 20/28 of the
+    side, centre it on its centre of mass (for drawings, bright strokes on dark).
+    Returns the input and the uint8 picture it was made from (what the model sees).
+    """
+    from PIL import Image
+
+    from ._images import to_grey
+
+    c, h, w = shape
+    if c == 1:
+        px = to_grey(pixels)
+    elif c == 3:
+        px = pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
+    else:
+        raise ValueError(f"images can only be fed to models with 1 or 3 input channels, this one takes {c}")
+    if invert:
+        px = 255 - px
+    if fit == "digit":
+        px = _fit_digit(px, h, w)
+    elif px.shape[:2] != (h, w):
+        im = Image.fromarray(px)
+        scale = max(h / im.height, w / im.width)
+        nw, nh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        left, top = (nw - w) // 2, (nh - h) // 2
+        px = np.asarray(im.crop((left, top, left + w, top + h)), dtype=np.uint8)
+    chw = px[None] if px.ndim == 2 else np.transpose(px, (2, 0, 1))
+    x = (chw.astype(np.float64) / 255.0 - mean[:, None, None]) / std[:, None, None]
+    return x[None].astype(np.float32), np.ascontiguousarray(px)
+
+
+def _fit_digit(px: np.ndarray, h: int, w: int) -> np.ndarray:
+    from PIL import Image
+
+    grey = px if px.ndim == 2 else px.mean(axis=2)
+    ink = grey > 0.2 * max(float(grey.max()), 1.0)
+    if not ink.any():
+        return np.asarray(Image.fromarray(px).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+    ys, xs = np.nonzero(ink)
+    crop = px[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    ch, cw = crop.shape[:2]
+    box = max(1, round(min(h, w) * 20 / 28))
+    scale = box / max(ch, cw)
+    nh, nw = max(1, round(ch * scale)), max(1, round(cw * scale))
+    small = np.asarray(Image.fromarray(crop).resize((nw, nh), Image.Resampling.LANCZOS), dtype=np.float64)
+    g = small if small.ndim == 2 else small.mean(axis=2)
+    total = g.sum()
+    cy = (g.sum(axis=1) @ np.arange(nh)) / total if total > 0 else nh / 2
+    cx = (g.sum(axis=0) @ np.arange(nw)) / total if total > 0 else nw / 2
+    top = int(np.clip(round(h / 2 - cy - 0.5), 0, h - nh))
+    left = int(np.clip(round(w / 2 - cx - 0.5), 0, w - nw))
+    out = np.zeros((h, w, *px.shape[2:]), dtype=np.float64)
+    out[top : top + nh, left : left + nw] = small
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _stats(a: np.ndarray) -> dict[str, float]:
+    return {
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "mean": float(a.mean()),
+        "zero_fraction": float(np.mean(a == 0)),
+    }
+
+
+def feature_grid(a: np.ndarray, max_channels: int, budget: int) -> dict[str, Any]:
+    """The picture of one layer's output for sample 0: (C, h, w) maps as a tile grid, (F,) as a strip."""
+    from ._images import colourise, png_data_url, tile_grid
+
+    signed = bool(a.min() < 0)
+    scale = float(np.abs(a).max())
+    if a.ndim == 3:
+        c, h, w = a.shape
+        n = int(min(c, max_channels, max(1, budget // max(h * w, 1))))
+        tiles = colourise(a[:n], signed, scale)
+        pic, layout = tile_grid(tiles)
+        layout.update(kind="maps", shown=n, total=c)
+    else:
+        f = a.shape[0]
+        cols = min(f, 32)
+        rows = -(-f // cols)
+        flat = np.zeros(rows * cols)
+        flat[:f] = a
+        rgb = colourise(flat.reshape(rows, cols), signed, scale)
+        if rows * cols > f:
+            rgb.reshape(-1, 3)[f:] = 255
+        pic = rgb
+        layout = {"kind": "vector", "cols": cols, "rows": rows, "shown": f, "total": f, "width": cols, "height": rows}
+    return {"png": png_data_url(pic), "layout": layout, "signed": signed, "scale": scale}
+
+
+def describe_activations(
+    loaded: LoadedCheckpoint,
+    logits: np.ndarray,
+    records: list[Record],
+    max_channels: int,
+    top_k: int,
+    budget: int,
+) -> dict[str, Any]:
+    """Predictions, first-layer filters and every recorded layer's picture and numbers."""
+    from ._images import colourise, png_data_url, tile_grid
+
+    z = np.asarray(logits, dtype=np.float64).reshape(logits.shape[0], -1)[0]
+    p = softmax(z)
+    order = np.argsort(-p, kind="stable")[: min(top_k, p.size)]
+    names = loaded.classes if len(loaded.classes) == p.size else [str(i) for i in range(p.size)]
+    predictions = [
+        {"index": int(i), "class": names[int(i)], "probability": float(p[i]), "logit": float(z[i])} for i in order
+    ]
+    layers = []
+    for i, r in enumerate(records):
+        a = np.asarray(r.output)[0]
+        entry = {
+            "index": i,
+            "name": r.name,
+            "kind": r.kind,
+            "stage": STAGES.get(r.kind, "after residual block" if r.composite else f"after {r.kind}"),
+            "shape": [int(d) for d in a.shape],
+            "composite": r.composite,
+            "stats": _stats(a),
+            "rf": r.rf.to_json(),
+        }
+        if a.ndim in (1, 3):
+            entry["picture"] = feature_grid(a, max_channels, budget)
+        layers.append(entry)
+    filters = None
+    first = first_conv(loaded.model)
+    if first is not None:
+        name, conv = first
+        wgt = np.asarray(conv.weight.data, dtype=np.float64)
+        n = min(wgt.shape[0], MAX_FILTERS)
+        k = wgt[:n]
+        if k.shape[1] == 3:
+            m = np.abs(k).max(axis=(1, 2, 3), keepdims=True)
+            m[m == 0] = 1
+            tiles = np.clip(np.rint((k / m * 0.5 + 0.5) * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        else:
+            tiles = colourise(k[:, 0], True, float(np.abs(k[:, 0]).max()))
+        pic, layout = tile_grid(tiles)
+        layout.update(kind="filters", shown=n, total=int(wgt.shape[0]))
+        filters = {
+            "name": name,
+            "shape": [int(d) for d in wgt.shape],
+            "png": png_data_url(pic),
+            "layout": layout,
+            "weights": np.round(k, 4).tolist() if k.size <= 20_000 else None,
+            "bias": np.round(conv.bias.data[:n], 4).tolist() if conv.bias is not None else None,
+            "coloured": bool(k.shape[1] == 3),
+        }
+    return {
+        "checkpoint": loaded.describe(),
+        "predictions": predictions,
+        "probabilities": [float(v) for v in p],
+        "classes": names,
+        "layers": layers,
+        "filters": filters,
+    }
+
+
+#: At most this many first-layer filters are drawn.
+MAX_FILTERS = 96
+
+
+def unit_info(r: Record, layer: int, c: int, y: int, x: int, input_hw: tuple[int, int]) -> dict[str, Any]:
+    """One unit of a recorded layer: its value and its receptive field on the input (clipped)."""
+    a = np.asarray(r.output)[0]
+    if a.ndim == 3:
+        ch, hh, ww = a.shape
+        if not (c < ch and y < hh and x < ww):
+            raise ValueError(f"unit ({c}, {y}, {x}) is outside the {ch}×{hh}×{ww} output of {r.name}")
+        value = float(a[c, y, x])
+    elif a.ndim == 1:
+        if c >= a.shape[0]:
+            raise ValueError(f"unit {c} is outside the {a.shape[0]} outputs of {r.name}")
+        value, y, x = float(a[c]), 0, 0
+    else:
+        raise ValueError(f"layer {r.name} has output shape {a.shape}: units cannot be picked")
+    return {
+        "layer": layer,
+        "name": r.name,
+        "kind": r.kind,
+        "unit": [c, y, x] if a.ndim == 3 else [c],
+        "value": value,
+        "box": rf_box(r.rf, y, x, input_hw),
+        "rf": r.rf.to_json(),
+    }
+
+
+def rf_box(rf: RF, y: int, x: int, input_hw: tuple[int, int]) -> dict[str, Any]:
+    """Input rows [top, bottom) × columns [left, right) that unit (y, x) sees, clipped to the
+    image (``unclipped`` keeps the window as it reaches into the padding)."""
+    h, w = input_hw
+    if rf.whole:
+        return {"top": 0, "left": 0, "bottom": h, "right": w, "whole": True, "unclipped": [0, 0, h, w]}
+    top = int(rf.start[0] + y * rf.jump[0])
+    left = int(rf.start[1] + x * rf.jump[1])
+    bottom, right = top + rf.size[0], left + rf.size[1]
+    return {
+        "top": max(top, 0),
+        "left": max(left, 0),
+        "bottom": min(bottom, h),
+        "right": min(right, w),
+        "whole": False,
+        "unclipped": [top, left, int(bottom), int(right)],
+    }

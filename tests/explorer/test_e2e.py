@@ -1,0 +1,295 @@
+"""End-to-end: the page in a real headless Chromium, driven with Playwright.
+
+Playwright cannot download its own browser here, so these tests use the system
+Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium``; ``$GLASSNET_CHROMIUM``
+overrides the path) and are skipped, saying so, where none is installed. Screenshots
+of every view are saved under ``test-artifacts/explorer/``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("GLASSNET_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "explorer"
+VIEWPORT = {"width": 1400, "height": 900}
+
+if not Path(CHROMIUM).is_file():
+    pytest.skip(
+        f"no Chromium found (looked for {CHROMIUM}): the explorer's browser tests are skipped; "
+        "install Debian's 'chromium' package (apt-get install chromium) or set GLASSNET_CHROMIUM",
+        allow_module_level=True,
+    )
+pytest.importorskip("fastapi", reason="the explorer needs the 'explorer' extra (fastapi, uvicorn)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package")
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def e2e_runs(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the runs directory: the tests update its running run."""
+    root = tmp_path_factory.mktemp("e2e") / "runs"
+    shutil.copytree(runs_dir, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(e2e_runs: Path) -> Iterator[str]:
+    from glassnet.explorer import create_app
+    from glassnet.explorer._server import BackgroundServer
+
+    srv = BackgroundServer(create_app(e2e_runs))
+    url = srv.start()
+    try:
+        yield url
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def context() -> Iterator[object]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="glassnet-chromium-")
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
+            device_scale_factor=1,
+        )
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(context: object) -> Iterator[object]:
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.set_default_timeout(15_000)
+    yield pg
+    pg.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def wait_text(page: object, selector: str, text: str, timeout: float = 15_000) -> None:
+    sync_api.expect(page.locator(selector)).to_contain_text(text, timeout=timeout)
+
+
+def hover_cell(page: object, selector: str, rows: int, cols: int, y: int, x: int) -> None:
+    """Move the pointer to the centre of cell (y, x) of a rows×cols picture drawn on a canvas."""
+    loc = page.locator(selector)
+    loc.scroll_into_view_if_needed()
+    box = loc.bounding_box()
+    # whole CSS pixels: Chromium reports integer pointer coordinates
+    page.mouse.move(
+        round(box["x"] + (x + 0.5) * box["width"] / cols), round(box["y"] + (y + 0.5) * box["height"] / rows)
+    )
+
+
+def no_error_banner(page: object) -> None:
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def test_kernels_view(page: object, server: str) -> None:
+    from glassnet.explorer.app import SAMPLES_DIR
+    from glassnet.kernels import apply_kernel
+
+    page.goto(server + "#kernels")
+    wait_text(page, "#k-out-caption", "256×256")
+    no_error_banner(page)
+    # a named kernel, stride 2: the size arithmetic is filled in
+    page.select_option("#k-kernel", "box_blur")
+    wait_text(page, "#k-kernel-info", "Σ weights = 1")
+    page.fill("#k-stride", "2")
+    page.dispatch_event("#k-stride", "change")
+    wait_text(page, "#k-arith", "(256 − 3 + 2·1)/2 + 1 = ⌊255/2⌋ + 1 = 127 + 1 = 128")
+    wait_text(page, "#k-out-caption", "128×128")
+    # hover an output pixel: window, kernel, products and their sum
+    hover_cell(page, "#k-output", 128, 128, 20, 30)
+    wait_text(page, "#k-pixel-title", "(row 20, column 30)")
+    wait_text(page, "#k-pixel-title", "starts at input (39, 59)")
+    grey = np.asarray(Image.open(SAMPLES_DIR / "astronaut.png").convert("L"), dtype=np.float64)
+    expected = apply_kernel(grey, "box_blur", stride=2, padding=1)[20, 30]
+    shown = page.locator("#k-pixel .result b").first.inner_text()
+    assert float(shown) == pytest.approx(expected, abs=1e-3)
+    assert page.locator("#k-pixel table.mat").count() == 3
+    # upload an image
+    ramp = Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (40, 1)))  # 64×40
+    page.set_input_files("#k-upload", files=[{"name": "ramp.png", "mimeType": "image/png", "buffer": png_bytes(ramp)}])
+    wait_text(page, "#k-image-label", "uploaded: ramp.png (64×40")
+    wait_text(page, "#k-in-caption", "64×40")
+    wait_text(page, "#k-out-caption", "32×20")
+    # type a 5×5 kernel
+    page.click("#k-size button[data-value='5']")
+    assert page.locator("#k-grid input").count() == 25
+    page.fill("#k-grid input >> nth=0", "1/9")
+    page.wait_for_selector("#k-output[data-kernel^='[[0.1111111111111111,0,0,0,0]']")
+    wait_text(page, "#k-arith", "(64 − 5 + 2·2)/2 + 1")
+    no_error_banner(page)
+    # an upload that is not an image: a clear message, no traceback
+    page.set_input_files("#k-upload", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    wait_text(page, "#error", "not a readable image")
+    assert "Traceback" not in page.locator("#error").inner_text()
+    # the screenshot: the astronaut through the top Sobel kernel, one pixel explained
+    page.click("#k-samples button[data-sample='astronaut']")
+    page.select_option("#k-kernel", "top_sobel")
+    page.fill("#k-stride", "1")
+    page.dispatch_event("#k-stride", "change")
+    page.click("#k-pad-same")
+    wait_text(page, "#k-out-caption", "256×256")
+    wait_text(page, "#k-kernel-info", "Σ weights = 0")
+    page.evaluate("window.scrollTo(0, 0)")
+    hover_cell(page, "#k-output", 256, 256, 64, 122)
+    wait_text(page, "#k-pixel-title", "(row 64, column 122)")
+    no_error_banner(page)
+    page.screenshot(path=str(ARTIFACTS / "kernels.png"), full_page=True)
+
+
+# ----------------------------------------------------------------------------- architecture
+
+
+def test_architecture_view(page: object, server: str) -> None:
+    page.goto(server + "#architecture")
+    wait_text(page, "#a-totals", "61,706")
+    assert page.locator("#a-table tbody tr").count() == 12
+    page.select_option("#a-model", "ckpt:lenet5-shapes/best.safetensors")
+    wait_text(page, "#a-note", "lenet5-shapes/best.safetensors")
+    page.select_option("#a-model", "zoo:alexnet")
+    wait_text(page, "#a-totals", "62,378,344")
+    assert page.locator("#a-table tbody tr").count() == 24
+    wait_text(page, "#a-table tbody tr >> nth=0", "96×55×55")
+    page.fill("#a-shape", "3,1,1")
+    page.dispatch_event("#a-shape", "change")
+    wait_text(page, "#error", "larger than the padded input")
+    page.fill("#a-shape", "")
+    page.dispatch_event("#a-shape", "change")
+    sync_api.expect(page.locator("#error")).to_be_hidden()
+    wait_text(page, "#a-totals", "62,378,344")
+    page.locator("#a-shape").blur()
+    page.hover("#a-table tbody tr >> nth=4")
+    assert "hl" in (page.locator("#a-table tbody tr >> nth=4").get_attribute("class") or "")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "architecture.png"), full_page=False)
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+def test_activations_view(page: object, server: str) -> None:
+    page.goto(server + "#activations")
+    wait_text(page, "#x-meta", "lenet5")
+    wait_text(page, "#x-input-caption", "test image 0")
+    assert page.locator("#x-preds .pred:not(.head)").count() == 5
+    # load another checkpoint
+    page.select_option("#x-checkpoint", "lenet5-shapes/last.safetensors")
+    wait_text(page, "#x-meta", "epoch 5")
+    sync_api.expect(page.locator("#x-checkpoint")).to_have_value("lenet5-shapes/last.safetensors")
+    # pick another test image: the model names its class
+    thumb = page.locator("#x-tests button[data-index='4']")
+    cls = thumb.get_attribute("title").split(": ")[1]
+    thumb.click()
+    wait_text(page, "#x-input-caption", "test image 4")
+    assert page.locator("#x-preds .pred.top .name").inner_text() == cls
+    # every layer's feature maps, and the first layer's filters
+    assert page.locator("#x-layers .layer").count() == 12
+    wait_text(page, "#x-layers .layer >> nth=0", "after convolution")
+    wait_text(page, "#x-layers .layer >> nth=1", "after ReLU")
+    wait_text(page, "#x-layers .layer >> nth=2", "after pooling")
+    wait_text(page, "#x-filters-caption", "6×1×5×5")
+    hover_cell(page, "#x-filters", 5, 6 * 5 + 5, 2, 2)
+    wait_text(page, "#x-filter-detail", "filter 0")
+    # hover a unit of the second convolution (16 maps of 10×10 on an 8×2 grid, 1-pixel gaps)
+    layer = "#x-layers .layer >> nth=3 >> canvas"
+    hover_cell(page, layer, 2 * 10 + 1, 8 * 10 + 7, 4, 6)
+    wait_text(page, "#x-hover", "channel 0, row 4, column 6")
+    wait_text(page, "#x-hover", "rows 6–19, columns 10–23 (14×14 window)")
+    no_error_banner(page)
+    # draw on the canvas
+    page.click("#x-source button[data-value='draw']")
+    box = page.locator("#x-draw").bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] * 0.3
+    page.mouse.move(cx + r, cy)
+    page.mouse.down()
+    for t in np.linspace(0, 2 * np.pi, 40):
+        page.mouse.move(cx + r * np.cos(t), cy + r * np.sin(t))
+    page.mouse.up()
+    wait_text(page, "#x-input-caption", "drawing")
+    assert page.locator("#x-preds .pred.top .name").inner_text() in ("ring", "circle")
+    # upload an image
+    page.click("#x-source button[data-value='upload']")
+    img = Image.new("L", (90, 90), 0)
+    ImageDraw.Draw(img).rectangle((25, 25, 65, 65), fill=255)
+    page.set_input_files("#x-upload", files=[{"name": "square.png", "mimeType": "image/png", "buffer": png_bytes(img)}])
+    wait_text(page, "#x-input-caption", "square.png")
+    wait_text(page, "#x-upload-label", "90×90")
+    no_error_banner(page)
+    # the screenshot: a test image, one unit's receptive field outlined
+    page.click("#x-source button[data-value='test']")
+    page.locator("#x-tests button[data-index='1']").click()
+    wait_text(page, "#x-input-caption", "test image 1")
+    page.evaluate("window.scrollTo(0, 0)")
+    hover_cell(page, "#x-layers .layer >> nth=0 >> canvas", 28, 6 * 28 + 5, 14, 14)
+    wait_text(page, "#x-hover", "5×5 window")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "activations.png"), full_page=False)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_training_view_updates_live(page: object, server: str, e2e_runs: Path, helpers) -> None:
+    page.goto(server + "#training")
+    wait_text(page, "#t-runs", "tinyvgg-live")
+    assert page.locator("#t-runs .run").count() == 3
+    wait_text(page, "#t-table", "3/10")
+    assert page.locator("#t-runs .badge.running").count() == 1
+    live = e2e_runs / "tinyvgg-live"
+    helpers.write_history(live, helpers.make_history("running", 4, planned=10, speed=0.7, seed=3, model="tinyvgg"))
+    wait_text(page, "#t-table", "4/10", timeout=10_000)
+    helpers.write_history(live, helpers.make_history("running", 6, planned=10, speed=0.7, seed=3, model="tinyvgg"))
+    wait_text(page, "#t-table", "6/10", timeout=10_000)
+    # a finished run's curves beside the running one; hover shows the numbers of an epoch
+    box = page.locator("#t-loss").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    wait_text(page, "#tooltip", "epoch")
+    wait_text(page, "#tooltip", "lenet5-shapes: train")
+    page.mouse.move(0, 0)
+    no_error_banner(page)
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 700})
+    page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=False)
+    helpers.write_history(live, helpers.make_history("finished", 10, planned=10, speed=0.7, seed=3, model="tinyvgg"))
+    sync_api.expect(page.locator("#t-runs .badge.finished")).to_have_count(3, timeout=10_000)
