@@ -101,16 +101,29 @@ def test_conv2d(case: str) -> None:
     rng = _rng(1)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     bias = rng.standard_normal(w_shape[0]) if opts.pop("bias", True) else None
-    check_op(F.conv2d, x, w, bias, expect=2 if bias is None else 3, **opts)
+    stride1 = opts.get("stride", 1) in (1, (1, 1))
+    for algorithm in ("shift", "gather") if stride1 else ("gather",):
+        check_op(F.conv2d, x, w, bias, expect=2 if bias is None else 3, algorithm=algorithm, **opts)
 
 
 def test_conv2d_cases_cover_both_code_paths() -> None:
     paths = set()
     for x_shape, w_shape, opts in CONV_CASES.values():
         opts = {k: v for k, v in opts.items() if k != "bias"}
-        _, ctx = F.conv2d.forward(np.zeros(x_shape), np.zeros(w_shape), None, **opts)
-        paths.add(ctx.path)
+        for algorithm in (None, "shift", "gather"):
+            if algorithm == "shift" and opts.get("stride", 1) not in (1, (1, 1)):
+                continue
+            _, ctx = F.conv2d.forward(np.zeros(x_shape), np.zeros(w_shape), None, algorithm=algorithm, **opts)
+            paths.add(ctx.path)
     assert paths == {"shift", "gather"}
+
+
+def test_conv2d_algorithm_argument_is_checked() -> None:
+    x, w = np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="algorithm='shift' needs stride 1"):
+        F.conv2d(x, w, stride=2, algorithm="shift")
+    with pytest.raises(ValueError, match="algorithm must be None, 'shift' or 'gather', got 'fft'"):
+        F.conv2d(x, w, algorithm="fft")
 
 
 @st.composite

@@ -129,7 +129,7 @@ def torch_reference(
         t[name] = torch.tensor(np.array(a))
         if name not in no_grad and t[name].is_floating_point():
             t[name].requires_grad_(True)
-    o = dict(opts)
+    o = {k: v for k, v in opts.items() if k != "algorithm"}  # glassnet-only option
     x = t.get("x")
     if op == "conv2d":
         out = _torch_conv2d(torch, x, t["weight"], t.get("bias"), o)
@@ -331,13 +331,23 @@ def conv_cases(draw: Any) -> tuple[dict, dict, int]:
     return inputs, opts, seed
 
 
+def _algorithms(opts: dict) -> list[str]:
+    """Both im2col algorithms where both apply (stride 1), else only 'gather'."""
+    stride = opts.get("stride", 1)
+    return ["shift", "gather"] if stride in (1, (1, 1)) else ["gather"]
+
+
 def test_conv2d_matches_torch(torch: Any) -> None:
     paths: set[str] = set()
 
     def check(case: Any) -> None:
         inputs, opts, seed = case
         _, ctx = compare("conv2d", inputs, opts, normal_grad(seed + 1, inputs["x"].dtype))
-        paths.add(ctx.path)
+        for algorithm in _algorithms(opts):  # and each algorithm explicitly
+            _, ctx = compare(
+                "conv2d", inputs, {**opts, "algorithm": algorithm}, normal_grad(seed + 1, inputs["x"].dtype)
+            )
+            paths.add(ctx.path)
 
     run_matrix(conv_cases(), check, factor=3)
     assert paths == {"shift", "gather"}, f"the conv matrix only reached the {paths} path(s)"
@@ -999,7 +1009,11 @@ def test_golden_fixture_covers_every_op_and_both_conv_paths() -> None:
     for cid in ids:
         spec, inputs, ref = golden_case(cid)
         if spec["op"] == "conv2d":
-            paths.add(glassnet_run("conv2d", inputs, spec["opts"], ref["grad_out"])[1].path)
+            for algorithm in _algorithms(spec["opts"]):
+                opts = {**spec["opts"], "algorithm": algorithm}
+                got, ctx = glassnet_run("conv2d", inputs, opts, ref["grad_out"])
+                check_results("conv2d", got, {k: v for k, v in ref.items()}, opts, exact=spec["exact"])
+                paths.add(ctx.path)
     assert paths == {"shift", "gather"}
 
 

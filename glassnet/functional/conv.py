@@ -44,8 +44,9 @@ from ._op import Context, Op
 from .window import check_4d, describe_window, taps
 
 # Use the shift path when computing at every padded position costs at most this many
-# times the useful outputs (measured in benchmarks/bench_ops.py).
-SHIFT_WASTE_LIMIT = 2.2
+# times the useful outputs. Measured single-threaded: LeNet-5's 28² p2 (waste 1.31) and
+# 14² valid 5×5 (1.96) convs run faster gathering; 32² p1 3×3 (1.13) faster shifting.
+SHIFT_WASTE_LIMIT = 1.25
 # Keep the forward's im2col matrix for the weight gradient when it is at most this big;
 # larger ones are not kept (backward then reads the taps straight from the input buffer).
 COLS_CACHE_BYTES = 64 * 2**20
@@ -102,6 +103,7 @@ def conv2d_forward(
     dilation: Any = 1,
     groups: int = 1,
     flip: bool = False,
+    algorithm: str | None = None,
 ) -> tuple[np.ndarray, Context]:
     """2-D cross-correlation (``flip=True``: true convolution). Returns ``(out, ctx)``.
 
@@ -114,6 +116,8 @@ def conv2d_forward(
         padding: int, (ph, pw), ((top, bottom), (left, right)), 'same' or 'valid'.
         groups: input and output channels are split into this many groups.
         flip: rotate the kernel by 180° (true convolution).
+        algorithm: how the im2col is built: ``'shift'`` (stride 1 only), ``'gather'``, or
+            None to choose by cost (the results agree to rounding; tests run both).
 
     Output: [N, C_out, H_out, W_out], H_out = floor((H + P_t + P_b − d·(k_h−1) − 1)/s) + 1.
     """
@@ -132,7 +136,14 @@ def conv2d_forward(
     wk = weight[:, :, ::-1, ::-1] if flip else weight
     hp, wp = h + pt + pb, w + pl + pr
     m = n * hp * wp
-    shift = stride == (1, 1) and m <= SHIFT_WASTE_LIMIT * n * ho * wo
+    if algorithm is None:
+        shift = stride == (1, 1) and m <= SHIFT_WASTE_LIMIT * n * ho * wo
+    elif algorithm in ("shift", "gather"):
+        shift = algorithm == "shift"
+        if shift and stride != (1, 1):
+            raise ValueError(f"conv2d: algorithm='shift' needs stride 1, got stride {stride}")
+    else:
+        raise ValueError(f"conv2d: algorithm must be None, 'shift' or 'gather', got {algorithm!r}")
     t_count = kh * kw
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
 
@@ -175,8 +186,13 @@ def conv2d_forward(
     return out, ctx
 
 
-def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def conv2d_backward(
+    grad: np.ndarray, ctx: Context, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`conv2d_forward`: ``(dx, dweight, dbias or None)``.
+
+    ``need_dx=False`` skips the input gradient (returned as None): a network's first
+    layer does not need it.
 
     ``dweight[o, c, i, j] = Σ_{n,y,x} dOut[n, o, y, x] · x_pad[n, c, y·s + i·d, x·s + j·d]``
     (the lectures' ∂L/∂filter = Σ ∂L/∂out · image, i.e. a cross-correlation of the
@@ -214,7 +230,9 @@ def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndar
             for t, off in enumerate(offsets):
                 xs = ctx.buf[:, off : off + m].reshape(groups, cg, m)
                 dw[..., t] = np.matmul(xs, g2t).transpose(0, 2, 1)
-        if f <= c:
+        if not need_dx:
+            dxp = None
+        elif f <= c:
             # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
             # so build an im2col of the gradient (each tap one contiguous slice) and multiply.
             gcols = np.empty((f, t_count, m), dtype=ctx.dtype)
@@ -233,11 +251,13 @@ def conv2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndar
         g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
         cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
         dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
-        dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, n, ho, wo)
-        dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
-        for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
-            dxp[:, :, sl[0], sl[1]] += dcols[:, t]
-    dx = np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3))
+        dxp = None
+        if need_dx:
+            dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, n, ho, wo)
+            dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
+            for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
+                dxp[:, :, sl[0], sl[1]] += dcols[:, t]
+    dx = None if dxp is None else np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3))
     dw = dw.reshape(f, cg, kh, kw)
     if ctx.flip:
         dw = dw[:, :, ::-1, ::-1]

@@ -35,11 +35,13 @@ def linear_forward(x: Any, weight: Any, bias: Any = None) -> tuple[np.ndarray, C
     return out, Context(x=x, weight=weight, has_bias=bias is not None)
 
 
-def linear_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """dx = g·W, dW = gᵀ·x (summed over the batch), db = Σ g."""
+def linear_backward(
+    grad: np.ndarray, ctx: Context, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """dx = g·W, dW = gᵀ·x (summed over the batch), db = Σ g. ``need_dx=False``: dx is None."""
     g2 = grad.reshape(-1, grad.shape[-1])
     x2 = ctx.x.reshape(-1, ctx.x.shape[-1])
-    dx = grad @ ctx.weight
+    dx = grad @ ctx.weight if need_dx else None
     dw = g2.T @ x2
     db = g2.sum(axis=0) if ctx.has_bias else None
     return dx, dw, db

@@ -14,6 +14,12 @@ from .layers import _keep
 from .module import Module, RFState, Shape, SummaryRow
 
 
+def _skips_input_grad(m: Module) -> bool:
+    from .layers import Conv2d, Linear
+
+    return isinstance(m, Conv2d | Linear | Sequential)
+
+
 class Sequential(Module):
     """Modules applied one after another; children are named "0", "1", … (or as given)."""
 
@@ -60,8 +66,18 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        for m in reversed(self._modules.values()):
+    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Children's backward in reverse order.
+
+        ``input_grad=False`` (what a training loop wants: nobody uses the gradient with
+        respect to the images) lets the first layer skip computing it, when that layer
+        supports it (Conv2d, Linear, Sequential); the return value is then None.
+        """
+        children = list(self._modules.values())
+        for i in range(len(children) - 1, -1, -1):
+            m = children[i]
+            if i == 0 and not input_grad and _skips_input_grad(m):
+                return m.backward(grad_output, input_grad=False)
             grad_output = m.backward(grad_output)
         return grad_output
 

@@ -128,8 +128,9 @@ class Conv2d(Module):
         _keep(self, ctx)
         return out
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        dx, dw, db = F.conv2d_backward(grad_output, self._saved())
+    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Accumulate weight/bias gradients; return dx (None with ``input_grad=False``)."""
+        dx, dw, db = F.conv2d_backward(grad_output, self._saved(), need_dx=input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -462,8 +463,9 @@ class Linear(Module):
         _keep(self, ctx)
         return out
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        dx, dw, db = F.linear_backward(grad_output, self._saved())
+    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Accumulate weight/bias gradients; return dx (None with ``input_grad=False``)."""
+        dx, dw, db = F.linear_backward(grad_output, self._saved(), need_dx=input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
