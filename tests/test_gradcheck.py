@@ -88,7 +88,7 @@ CONV_CASES = {
     "non_square_1x3": ((1, 2, 4, 6), (2, 2, 1, 3), {}),
     "non_square_3x1_strided": ((1, 2, 6, 4), (2, 2, 3, 1), {"stride": (2, 1)}),
     "kernel_1x1": ((2, 3, 3, 3), (2, 3, 1, 1), {}),
-    # stride 1 but too much waste for the "shift" path: exercises the "gather" path
+    # stride 1 with much waste: the automatic choice gathers (both algorithms are checked anyway)
     "stride1_gather_path": ((1, 1, 9, 9), (2, 1, 6, 6), {}),
     "kernel_covers_input": ((2, 2, 3, 3), (2, 2, 3, 3), {}),
 }
@@ -116,6 +116,23 @@ def test_conv2d_cases_cover_both_code_paths() -> None:
             _, ctx = F.conv2d.forward(np.zeros(x_shape), np.zeros(w_shape), None, algorithm=algorithm, **opts)
             paths.add(ctx.path)
     assert paths == {"shift", "gather"}
+
+
+@pytest.mark.parametrize("name", ["plain", "dilation_pair_padded", "groups", "asymmetric_padding", "flip"])
+def test_conv2d_shift_path_in_many_small_blocks(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shift path builds its im2col in blocks of positions; force ragged blocks of 7."""
+    from glassnet.functional import conv
+
+    monkeypatch.setattr(conv, "SHIFT_BLOCK_BYTES", 1)
+    monkeypatch.setattr(conv, "SHIFT_MIN_BLOCK", 7)
+    x_shape, w_shape, opts = CONV_CASES[name]
+    opts = {k: v for k, v in opts.items() if k != "bias"}
+    rng = _rng(5)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    check_op(F.conv2d, x, w, b, expect=3, algorithm="shift", **opts)
+    monkeypatch.setattr(conv, "SHIFT_BLOCK_BYTES", None)
+    one_block, _ = F.conv2d.forward(x, w, b, algorithm="shift", **opts)
+    np.testing.assert_allclose(F.conv2d(x, w, b, algorithm="shift", **opts), one_block, rtol=1e-12)
 
 
 def test_conv2d_algorithm_argument_is_checked() -> None:
