@@ -50,6 +50,26 @@ class Identity(Module):
         return grad_output
 
 
+class _OpLayer(Module):
+    """A parameter-free layer that runs one functional op: ``op.forward(x, *options)``.
+
+    Subclasses name the op and return its options from ``_options()``.
+    """
+
+    op: F.Op
+
+    def _options(self) -> tuple[Any, ...]:
+        return ()
+
+    def forward(self, x: Any) -> np.ndarray:
+        out, ctx = self.op.forward(x, *self._options())
+        _keep(self, ctx)
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return self.op.backward(grad_output, self._saved())[0]
+
+
 class Conv2d(Module):
     """2-D convolution layer (cross-correlation; ``flip=True`` for true convolution).
 
@@ -164,11 +184,13 @@ class Conv2d(Module):
         )
 
 
-class MaxPool2d(Module):
+class MaxPool2d(_OpLayer):
     """Max pooling; stride defaults to the kernel size. No parameters.
 
     H_out = floor((H + 2P − d·(k−1) − 1)/s) + 1 (ceil with ``ceil_mode=True``).
     """
+
+    op = F.max_pool2d
 
     def __init__(
         self,
@@ -183,23 +205,15 @@ class MaxPool2d(Module):
         self.dilation, self.ceil_mode = dilation, ceil_mode
         pair(kernel_size, "kernel_size")
 
-    def _args(self) -> tuple[Any, ...]:
+    def _options(self) -> tuple[Any, ...]:
         return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
 
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.max_pool2d_forward(x, *self._args())
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.max_pool2d_backward(grad_output, self._saved())[0]
-
     def output_shape(self, input_shape: Shape) -> Shape:
-        *_, out = pool_geometry("MaxPool2d", tuple(input_shape), *self._args())
+        *_, out = pool_geometry("MaxPool2d", tuple(input_shape), *self._options())
         return (*input_shape[:2], *out)
 
     def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        k, s, d, _, _ = pool_geometry("MaxPool2d", tuple(input_shape), *self._args())
+        k, s, d, _, _ = pool_geometry("MaxPool2d", tuple(input_shape), *self._options())
         return rf.through(k, s, d)
 
     def extra_repr(self) -> str:
@@ -214,8 +228,13 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size!r}" + (f", {rest}" if rest else "")
 
 
-class AvgPool2d(Module):
+class AvgPool2d(_OpLayer):
     """Average pooling; stride defaults to the kernel size. No parameters."""
+
+    op = F.avg_pool2d
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
 
     def __init__(
         self,
@@ -229,16 +248,6 @@ class AvgPool2d(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         pair(kernel_size, "kernel_size")
-
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.avg_pool2d_forward(
-            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
-        )
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.avg_pool2d_backward(grad_output, self._saved())[0]
 
     def output_shape(self, input_shape: Shape) -> Shape:
         *_, out = pool_geometry(
@@ -264,8 +273,13 @@ class AvgPool2d(Module):
         return f"kernel_size={self.kernel_size!r}" + (f", {rest}" if rest else "")
 
 
-class AdaptiveAvgPool2d(Module):
+class AdaptiveAvgPool2d(_OpLayer):
     """Average-pool to a fixed ``output_size`` (int or pair); ``AdaptiveAvgPool2d(1)`` is global pooling."""
+
+    op = F.adaptive_avg_pool2d
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.output_size,)
 
     def __init__(self, output_size: Any) -> None:
         super().__init__()
@@ -279,14 +293,6 @@ class AdaptiveAvgPool2d(Module):
                 input_shape[3] if os_[1] is None else os_[1],
             )
         return (os_, os_)
-
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.adaptive_avg_pool2d_forward(x, self.output_size)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.adaptive_avg_pool2d_backward(grad_output, self._saved())[0]
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 4:
@@ -305,75 +311,51 @@ class AdaptiveAvgPool2d(Module):
         return f"output_size={self.output_size!r}"
 
 
-class ReLU(Module):
+class ReLU(_OpLayer):
     """max(0, x), element-wise."""
 
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.relu_forward(x)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.relu_backward(grad_output, self._saved())[0]
+    op = F.relu
 
 
-class LeakyReLU(Module):
+class LeakyReLU(_OpLayer):
     """x for x > 0, negative_slope·x otherwise."""
+
+    op = F.leaky_relu
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.negative_slope,)
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
         self.negative_slope = negative_slope
 
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.leaky_relu_forward(x, self.negative_slope)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.leaky_relu_backward(grad_output, self._saved())[0]
-
     def extra_repr(self) -> str:
         return kwargs_repr([("negative_slope", self.negative_slope, 0.01)])
 
 
-class Sigmoid(Module):
+class Sigmoid(_OpLayer):
     """σ(x) = 1/(1 + e^(−x))."""
 
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.sigmoid_forward(x)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.sigmoid_backward(grad_output, self._saved())[0]
+    op = F.sigmoid
 
 
-class Tanh(Module):
+class Tanh(_OpLayer):
     """Hyperbolic tangent."""
 
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.tanh_forward(x)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.tanh_backward(grad_output, self._saved())[0]
+    op = F.tanh
 
 
-class Softmax(Module):
+class Softmax(_OpLayer):
     """Softmax along ``axis`` (default 1, the class axis of [N, K])."""
+
+    op = F.softmax
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.axis,)
 
     def __init__(self, axis: int = 1) -> None:
         super().__init__()
         self.axis = axis
-
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.softmax_forward(x, self.axis)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.softmax_backward(grad_output, self._saved())[0]
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
@@ -382,29 +364,20 @@ class Softmax(Module):
 class LogSoftmax(Softmax):
     """log softmax along ``axis``."""
 
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.log_softmax_forward(x, self.axis)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.log_softmax_backward(grad_output, self._saved())[0]
+    op = F.log_softmax
 
 
-class Flatten(Module):
+class Flatten(_OpLayer):
     """[N, C, H, W] → [N, C·H·W], row-major (channel by channel, row by row)."""
+
+    op = F.flatten
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.start_dim,)
 
     def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
         self.start_dim = start_dim
-
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.flatten_forward(x, self.start_dim)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.flatten_backward(grad_output, self._saved())[0]
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (*input_shape[: self.start_dim], int(np.prod(input_shape[self.start_dim :])))
@@ -489,9 +462,14 @@ class Linear(Module):
 Dense = Linear
 
 
-class Dropout(Module):
+class Dropout(_OpLayer):
     """Inverted dropout (zero with probability p, scale survivors by 1/(1−p)) in training;
     the identity in eval mode. Its random generator is its own, seeded by ``rng``."""
+
+    op = F.dropout
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.p, self.training, self.rng)
 
     def __init__(self, p: float = 0.5, rng: Any = None) -> None:
         super().__init__()
@@ -499,14 +477,6 @@ class Dropout(Module):
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
         self.p = p
         self.rng = make_rng(rng)
-
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.dropout_forward(x, self.p, self.training, self.rng)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.dropout_backward(grad_output, self._saved())[0]
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -605,21 +575,18 @@ class BatchNorm1d(_BatchNorm):
     _ndim = 2
 
 
-class LocalResponseNorm(Module):
+class LocalResponseNorm(_OpLayer):
     """Local response normalisation across ``size`` neighbouring channels (AlexNet's "Norm").
     No parameters."""
+
+    op = F.local_response_norm
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.size, self.alpha, self.beta, self.k)
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
         super().__init__()
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = F.local_response_norm_forward(x, self.size, self.alpha, self.beta, self.k)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return F.local_response_norm_backward(grad_output, self._saved())[0]
 
     def extra_repr(self) -> str:
         rest = kwargs_repr([("alpha", self.alpha, 1e-4), ("beta", self.beta, 0.75), ("k", self.k, 1.0)])
