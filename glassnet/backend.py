@@ -71,3 +71,26 @@ def result_dtype(*arrays: Any) -> np.dtype:
         if a is not None and getattr(a, "dtype", None) == np.float64:
             return np.dtype(np.float64)
     return np.dtype(np.float32)
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in the BLAS library NumPy is linked to (matrix products).
+
+    Environment variables such as ``OPENBLAS_NUM_THREADS`` only work before NumPy is
+    imported; this works at any time (through threadpoolctl). On a busy 2-core machine
+    one thread is often faster: a second BLAS thread waiting for a core stalls every
+    small matrix product.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def get_num_threads() -> int | None:
+    """Threads of the BLAS library NumPy uses (None if it cannot be told)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return counts[0] if counts else None

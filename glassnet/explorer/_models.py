@@ -252,7 +252,7 @@ def _leaf_rf(m: Module, rf: RF, x_shape: tuple[int, ...], y_shape: tuple[int, ..
         stride, dil, pads, _ = conv2d_geometry(x_shape, m.weight.shape, m.stride, m.padding, m.dilation)
         return _window(rf, tuple(m.weight.shape[2:]), stride, dil, (pads[0][0], pads[1][0]))
     if isinstance(m, MaxPool2d):
-        k, s, d, pads, _ = pool_geometry("MaxPool2d", x_shape, *m._args())
+        k, s, d, pads, _ = pool_geometry("MaxPool2d", x_shape, *m._options())
         return _window(rf, k, s, d, (pads[0][0], pads[1][0]))
     if isinstance(m, AvgPool2d):
         k, s, d, pads, _ = pool_geometry("AvgPool2d", x_shape, m.kernel_size, m.stride, m.padding, 1, m.ceil_mode)

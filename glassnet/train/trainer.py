@@ -62,6 +62,17 @@ def _loss_fn(name: str, label_smoothing: float) -> Any:
     return fwd
 
 
+def backward_loss(model: Module, grad: np.ndarray) -> None:
+    """Backpropagate a loss gradient through ``model``, skipping the (unused) input gradient
+    where the model allows it (``Sequential(input_grad=False)``)."""
+    from ..nn import Sequential
+
+    if isinstance(model, Sequential):
+        model.backward(grad, input_grad=False)
+    else:
+        model.backward(grad)
+
+
 def _module_rngs(model: Module) -> dict[str, Any]:
     return {
         name: m.rng.bit_generator.state
@@ -254,7 +265,7 @@ def fit(
                         history.message + " (the last good checkpoint is kept; lower the learning rate?)"
                     ) from None
                 model.zero_grad()
-                model.backward(F.cross_entropy_backward(np.float32(1.0), ctx)[0])
+                backward_loss(model, F.cross_entropy_backward(np.float32(1.0), ctx)[0])
                 if clip_grad_norm is not None:
                     clip_grad_norm_(model.parameters(trainable_only=True), clip_grad_norm)
                 optimizer.step()

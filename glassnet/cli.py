@@ -1,0 +1,508 @@
+"""The ``glassnet`` command line (click). ``glassnet COMMAND --help`` for each command.
+
+User errors (a bad argument, a missing file, a corrupt checkpoint, a dataset that is
+not there) print one line starting with ``error:`` and exit with status 2, without
+a traceback. Heavy imports happen inside the commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+    from .train import TrainingError
+
+    return (ValueError, KeyError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError,
+            CheckpointError, DatasetError, TrainingError)  # fmt: skip
+
+
+class UserError(click.ClickException):
+    """A user error: printed as one ``error: ...`` line, exit status 2."""
+
+    exit_code = EXIT_USER_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def _fail(message: str) -> None:
+    raise UserError(message)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:  # a bad option or argument of a command: one line, not the usage block
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            raise UserError(f"{e.format_message()}{hint}") from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            if isinstance(e, _user_errors()):
+                text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # KeyError quotes its str
+                msg = text.strip().splitlines()
+                first = msg[0] if msg else type(e).__name__
+                rest = [f"  {line}" for line in msg[1:]]
+                click.echo("\n".join([f"error: {first}", *rest]), err=True)
+                ctx.exit(EXIT_USER_ERROR)
+            raise
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="glassnet")
+def cli() -> None:
+    """glassnet: a convolutional neural network library you can see through."""
+
+
+def _parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected C,H,W such as 3,32,32, got {text!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise click.BadParameter(f"expected three positive sizes C,H,W, got {text!r}")
+    return shape
+
+
+# --------------------------------------------------------------------------- train
+@cli.command()
+@click.option(
+    "--model", "model_name", default="lenet5", show_default=True, help="Zoo model (see `glassnet summary --list`)."
+)
+@click.option(
+    "--data", default="shapes", show_default=True, help="shapes, shapes-rgb, mnist, fashion-mnist, cifar10, cifar100."
+)
+@click.option(
+    "--data-root", type=click.Path(file_okay=False), default=None, help="Directory searched first for data files."
+)
+@click.option("--epochs", type=click.IntRange(1), default=6, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw", "rmsprop"]), default="adam", show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Learning rate (default: 2e-3 for Adam/AdamW, 0.02 for SGD, 1e-3 for RMSprop).",
+)
+@click.option("--momentum", type=click.FloatRange(0, 1), default=0.9, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True)
+@click.option(
+    "--schedule", type=click.Choice(["none", "step", "cosine", "onecycle"]), default="cosine", show_default=True
+)
+@click.option(
+    "--warmup", type=click.IntRange(0), default=0, show_default=True, help="Epochs of linear warm-up (cosine)."
+)
+@click.option(
+    "--augment", type=click.Choice(["none", "crop", "standard", "flip", "strong"]), default="none", show_default=True
+)
+@click.option(
+    "--val-split", type=click.FloatRange(0, 0.9), default=0.1, show_default=True, help="Fraction of train held out."
+)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=None, help="Clip the gradient norm.")
+@click.option("--early-stopping", type=click.IntRange(1), default=None, help="Patience in epochs.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N training images.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory (default runs/MODEL-DATA-TIME).",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Continue a run exactly where it stopped.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(0),
+    default=100,
+    show_default=True,
+    help="Also write last.safetensors every N steps (0: only at the end of each epoch).",
+)
+@click.option("--threads", type=click.IntRange(1), default=None, help="BLAS threads (set before NumPy loads).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_size: int, optimizer: str,
+          lr: float | None, momentum: float, weight_decay: float, schedule: str, warmup: int, augment: str,
+          val_split: float, label_smoothing: float, clip: float | None, early_stopping: int | None, limit: int | None,
+          out_dir: str | None, resume_dir: str | None, seed: int, checkpoint_every: int, threads: int | None,
+          quiet: bool) -> None:  # fmt: skip
+    """Train a model; by default LeNet-5 on the built-in `shapes` data (about a minute)."""
+    from .train import History, fit
+    from .train.recipe import build_run
+
+    if resume_dir:
+        run_path = Path(resume_dir)
+        if not (run_path / "history.json").is_file() or not (run_path / "last.safetensors").is_file():
+            _fail(f"{run_path} is not a run directory to resume (it needs history.json and last.safetensors)")
+        config = History.load(run_path).config
+        if not config:
+            _fail(f"{run_path}/history.json has no config to resume from")
+        click.echo(f"resuming {run_path} ({config['model']} on {config['data']})")
+    else:
+        config = {
+            "model": model_name, "data": data, "data_root": data_root, "epochs": epochs, "batch_size": batch_size,
+            "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+            "schedule": schedule, "warmup": warmup, "augment": augment, "seed": seed, "val_split": val_split,
+            "label_smoothing": label_smoothing, "clip": clip, "early_stopping": early_stopping, "limit": limit,
+            "checkpoint_every": checkpoint_every,
+        }  # fmt: skip
+        run_path = Path(out_dir or f"runs/{model_name}-{data}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run_path / "last.safetensors").exists():
+            _fail(f"{run_path} already holds a run; use --resume {run_path} or another --out")
+    t0 = time.perf_counter()
+    run = build_run(config)
+    config = run.config
+    n_train = len(run.train.labels)
+    click.echo(f"{config['model']} on {config['data']}: {n_train} training images, "
+               f"{run.model.num_parameters():,} parameters, {config['epochs']} epochs -> {run_path}")  # fmt: skip
+    history = fit(
+        run.model, run.train, run.val, epochs=config["epochs"], optimizer=run.optimizer,
+        label_smoothing=config["label_smoothing"], scheduler=run.scheduler,
+        scheduler_interval=run.scheduler_interval, clip_grad_norm=config["clip"],
+        early_stopping=config["early_stopping"], run_dir=run_path, resume=bool(resume_dir), info=run.info,
+        config=config, checkpoint_every=config["checkpoint_every"], progress=not quiet and None,
+    )  # fmt: skip
+    if history.status == "interrupted":
+        click.echo(f"interrupted: checkpoint saved; continue with: glassnet train --resume {run_path}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    from .train import evaluate
+
+    metrics = evaluate(run.model, run.test, run.info.classes)
+    history.test = metrics.to_dict()
+    history.save(run_path, csv_and_plot=True)
+    from .checkpoint import atomic_write_text
+
+    atomic_write_text(run_path / "metrics.json", json.dumps(metrics.to_dict(), indent=1))
+    for e in history.epochs:
+        val = "" if e["val_acc"] is None else f"  val acc {e['val_acc']:.2%}"
+        click.echo(f"epoch {e['epoch']:>3}  train loss {e['train_loss']:.4f}  train acc {e['train_acc']:.2%}{val}")
+    if history.message:
+        click.echo(history.message)
+    click.echo(f"test accuracy: {metrics.accuracy:.2%} ({len(run.test.labels)} images)   "
+               f"top-5: {metrics.top5:.2%}   time: {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    click.echo(f"run directory: {run_path} (last.safetensors, best.safetensors, history.json/csv, curves.png)")
+
+
+# ------------------------------------------------------------------------ evaluate
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", default=None, help="Dataset (default: the one the checkpoint was trained on).")
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(checkpoint: str, data: str | None, split: str, data_root: str | None, as_json: bool) -> None:
+    """Accuracy, top-5, per-class precision/recall and the confusion matrix of a checkpoint."""
+    from .checkpoint import load_checkpoint
+    from .data import DataLoader, load_dataset
+    from .train import evaluate as run_evaluate
+
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.build_model()
+    name = data or (ckpt.meta.get("extra", {}).get("data") or _config_data(checkpoint))
+    if not name:
+        _fail("the checkpoint does not say which dataset it was trained on; pass --data")
+    ds = load_dataset(name, split, root=data_root)
+    norm = ckpt.meta.get("normalization") or None
+    expected = ckpt.meta.get("input_shape")
+    if expected and list(ds.image_shape) != list(expected):
+        _fail(f"{name} images are {list(ds.image_shape)}, the model expects {expected}")
+    loader = DataLoader(ds, 256, normalize=(norm["mean"], norm["std"]) if norm else None)
+    m = run_evaluate(model, loader, ckpt.classes)
+    click.echo(json.dumps(m.to_dict(), indent=1) if as_json else f"{name} ({split}, {len(ds)} images)\n{m.report()}")
+
+
+def _config_data(checkpoint: str) -> str | None:
+    hist = Path(checkpoint).parent / "history.json"
+    if hist.exists():
+        return json.loads(hist.read_text()).get("config", {}).get("data")
+    return None
+
+
+# ------------------------------------------------------------------------- predict
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--top-k", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--invert", is_flag=True, help="Invert grayscale images (dark strokes on white → MNIST style).")
+def predict(checkpoint: str, images: tuple[str, ...], top_k: int, invert: bool) -> None:
+    """Top-k classes with probabilities for image files (resized to the model's input)."""
+    import numpy as np
+
+    from .checkpoint import load_checkpoint
+    from .data import load_image
+    from .functional import softmax
+    from .nn import no_grad
+
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.build_model().eval()
+    shape = ckpt.meta.get("input_shape")
+    if not shape:
+        _fail("the checkpoint does not record its input shape")
+    c, h, w = shape
+    norm = ckpt.meta.get("normalization")
+    classes = ckpt.classes
+    for path in images:
+        try:
+            img = load_image(path, (h, w), "L" if c == 1 else "RGB").astype(np.float32) / 255.0
+        except Exception as e:
+            _fail(f"cannot read image {path}: {e}")
+        if invert:
+            img = 1.0 - img
+        if norm:
+            img = (img - np.asarray(norm["mean"], np.float32)[:, None, None]) / np.asarray(norm["std"], np.float32)[
+                :, None, None
+            ]
+        with no_grad():
+            probs = softmax(model(img[None]), axis=1)[0]
+        order = np.argsort(-probs)[:top_k]
+        click.echo(path)
+        for i in order:
+            name = classes[i] if i < len(classes) else str(i)
+            click.echo(f"  {name:<16} {probs[i]:7.2%}  {'█' * int(round(probs[i] * 30))}")
+
+
+# ------------------------------------------------------------------------- summary
+@cli.command()
+@click.argument("model_or_checkpoint", required=False)
+@click.option("--input-shape", default=None, help="C,H,W (default: the model's usual input).")
+@click.option("--num-classes", type=click.IntRange(1), default=None)
+@click.option("--list", "list_models", is_flag=True, help="List the zoo models.")
+def summary(
+    model_or_checkpoint: str | None, input_shape: str | None, num_classes: int | None, list_models: bool
+) -> None:
+    """The layer table (output shapes, parameters, MACs, receptive field) of a zoo model or checkpoint."""
+    from .inspect import summary as make_summary
+    from .models import MODELS, default_input_shape, get_model
+
+    if list_models or not model_or_checkpoint:
+        for name in MODELS:
+            click.echo(f"{name:<12} input {'×'.join(map(str, default_input_shape(name)))}")
+        return
+    shape = _parse_shape(input_shape)
+    if model_or_checkpoint.endswith(".safetensors") or Path(model_or_checkpoint).is_file():
+        from .checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(model_or_checkpoint)
+        model = ckpt.build_model()
+        shape = shape or tuple(ckpt.meta.get("input_shape") or ())
+    else:
+        kwargs: dict[str, Any] = {}
+        if num_classes:
+            kwargs["num_classes"] = num_classes
+        default = default_input_shape(model_or_checkpoint)
+        shape = shape or default
+        if shape[0] != default[0]:
+            kwargs["in_channels"] = shape[0]
+        model = get_model(model_or_checkpoint, **kwargs)
+    click.echo(str(make_summary(model, shape)))
+
+
+# -------------------------------------------------------------------------- kernel
+@cli.command()
+@click.argument("image", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", "kernel_name", default=None, help="A named kernel (see --list).")
+@click.option("--matrix", default=None, help="Rows separated by ';', values by ',' e.g. '0,-1,0;-1,5,-1;0,-1,0'.")
+@click.option("--stride", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--padding", default="same", show_default=True, help="'same', 'valid' or a number of pixels.")
+@click.option("--flip", is_flag=True, help="True convolution (rotate the kernel by 180°).")
+@click.option("--gray", is_flag=True, help="Convert the image to grayscale first.")
+@click.option("--abs", "absolute", is_flag=True, help="Show |output| (edge maps).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output PNG (default IMAGE-KERNEL.png)."
+)
+@click.option("--list", "list_kernels", is_flag=True, help="List the named kernels.")
+def kernel(image: str | None, kernel_name: str | None, matrix: str | None, stride: int, padding: str, flip: bool,
+           gray: bool, absolute: bool, output: str | None, list_kernels: bool) -> None:  # fmt: skip
+    """Apply a named or custom kernel to an image and write the result, showing the output-size arithmetic."""
+    import numpy as np
+    from PIL import Image
+
+    from . import kernels as K
+    from .functional._args import conv_padding
+
+    if list_kernels:
+        for n in K.list_kernels():
+            click.echo(f"{n:<20} {K.get_kernel(n).tolist()}")
+        return
+    if image is None:
+        _fail("give an IMAGE to filter (or --list to list the named kernels)")
+    if (kernel_name is None) == (matrix is None):
+        _fail("give exactly one of --name or --matrix")
+    if matrix is not None:
+        if len({len(r.split(",")) for r in matrix.split(";")}) != 1:
+            _fail(f"--matrix rows must all have the same length, got {matrix!r}")
+        try:
+            k = np.array([[float(v) for v in row.split(",")] for row in matrix.split(";")])
+        except ValueError:
+            _fail(f"--matrix must be numbers, rows separated by ';' and values by ',', got {matrix!r}")
+        if not np.all(np.isfinite(k)):
+            _fail(f"--matrix values must be finite numbers, got {matrix!r}")
+    else:
+        k = K.get_kernel(kernel_name)
+    pad: Any = padding if padding in ("same", "valid") else None
+    if pad is None:
+        try:
+            pad = int(padding)
+        except ValueError:
+            _fail(f"--padding must be 'same', 'valid' or a non-negative integer, got {padding!r}")
+    if isinstance(pad, int) and pad < 0:
+        _fail(f"--padding must be 'same', 'valid' or a non-negative integer, got {padding!r}")
+    try:
+        with Image.open(image) as im:
+            arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float64)
+    except OSError as e:
+        _fail(f"cannot read image {image}: {e}")
+    h, w = arr.shape[:2]
+    kh, kw = k.shape
+    out = K.apply_kernel(arr, k, stride=stride, padding=pad, flip=flip)
+    oh, ow = out.shape[:2]
+    (top, bottom), (left, right) = conv_padding(pad, (kh, kw), (stride, stride), (1, 1), (h, w))
+    for axis, n, f, lo, hi, o in (("width", w, kw, left, right, ow), ("height", h, kh, top, bottom, oh)):
+        p_txt = f"2·{lo}" if lo == hi else f"{lo}+{hi}"
+        note = "" if (n - f + lo + hi) % stride == 0 else ", rounded down"
+        how = f"padding {pad!r}: {lo} before, {hi} after" if isinstance(pad, str) else f"padding {pad}"
+        click.echo(f"output {axis}: (W − F + 2P)/S + 1 = ({n} − {f} + {p_txt})/{stride} + 1 = {o}   ({how}{note})")
+    out = np.abs(out) if absolute else out
+    result = K.to_uint8(out)
+    dest = output or f"{Path(image).with_suffix('')}-{kernel_name or 'custom'}.png"
+    Image.fromarray(result).save(dest)
+    click.echo(f"wrote {dest} ({ow}×{oh})")
+
+
+# ------------------------------------------------------------------------ datasets
+@cli.group(cls=_Group, invoke_without_command=True)
+@click.pass_context
+def datasets(ctx: click.Context) -> None:
+    """List the datasets and where each is found; `datasets fetch NAME` downloads one."""
+    if ctx.invoked_subcommand is None:
+        from .data import format_status
+
+        click.echo(format_status())
+
+
+@datasets.command("list")
+@click.option("--root", type=click.Path(file_okay=False), default=None)
+def datasets_list(root: str | None) -> None:
+    """Each dataset and where its files are (or that they are missing)."""
+    from .data import format_status
+
+    click.echo(format_status(root))
+
+
+@datasets.command("fetch")
+@click.argument("name")
+@click.option("--root", type=click.Path(file_okay=False), default=None)
+def datasets_fetch(name: str, root: str | None) -> None:
+    """Download a dataset into the cache (checksums verified)."""
+    from .data import load_dataset
+
+    for split in ("train", "test"):
+        ds = load_dataset(name, split, root=root, download=True, progress=True)
+        click.echo(f"{name} {split}: {len(ds)} images {ds.image_shape} from {ds.source}")
+
+
+# ---------------------------------------------------------------------------- plot
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="curves.png", show_default=True)
+def plot(runs: tuple[str, ...], output: str) -> None:
+    """Loss and accuracy curves of one or more run directories, side by side."""
+    from .checkpoint import atomic_write_bytes
+    from .train import History, plot_curves
+
+    histories = []
+    for r in runs:
+        if not (Path(r) / "history.json").exists():
+            _fail(f"{r} is not a run directory (no history.json)")
+        histories.append((Path(r).name, History.load(r)))
+    atomic_write_bytes(output, plot_curves(histories))
+    click.echo(f"wrote {output}")
+
+
+# ------------------------------------------------------------------------- explore
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False))
+def explore(host: str, port: int, runs_dir: str, data_dir: str | None, checkpoints: tuple[str, ...]) -> None:
+    """Start the browser explorer (kernels, architecture, activations, training curves)."""
+    from .explorer import ExplorerStartError, serve
+
+    try:
+        serve(host=host, port=port, runs_dir=runs_dir, data_dir=data_dir, checkpoints=checkpoints)
+    except ExplorerStartError as e:  # missing dependencies, port in use
+        _fail(str(e))
+
+
+# ---------------------------------------------------------------------------- demo
+@cli.command()
+def demo() -> None:
+    """One forward/backward pass through LeNet-5, a finite-difference check of backward, and the AlexNet table."""
+    import numpy as np
+
+    from . import functional as F
+    from .gradcheck import gradcheck
+    from .inspect import summary as make_summary
+    from .models import alexnet, lenet5
+
+    rng = np.random.default_rng(0)
+    model = lenet5(rng=0)
+    x = rng.random((8, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 8)
+    logits = model(x)
+    loss, ctx = F.cross_entropy_forward(logits, y)
+    model.backward(F.cross_entropy_backward(np.float32(1.0), ctx)[0])
+    norms = {n: float(np.linalg.norm(p.grad)) for n, p in model.named_parameters()}
+    click.echo(f"LeNet-5 forward: logits {logits.shape}, loss {float(loss):.4f}; backward gradient norms:")
+    for n, v in norms.items():
+        click.echo(f"  {n:<12} {v:.4f}")
+    # Finite differences cost two forward passes per parameter (LeNet-5's 61,706 take a minute),
+    # so the check runs on a small network of the same layer types.
+    from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+
+    small = Sequential(Conv2d(1, 3, 5, padding=2, rng=0), ReLU(), MaxPool2d(2), Conv2d(3, 4, 3, rng=1), ReLU(),
+                       MaxPool2d(2), Flatten(), Linear(16, 5, rng=2))  # fmt: skip
+    report = gradcheck(small, rng.random((2, 1, 12, 12)), eps=1e-6)
+    click.echo(f"finite-difference check (float64) of conv-ReLU-pool-conv-ReLU-pool-linear on 1×12×12, "
+               f"{small.num_parameters()} parameters: worst relative error {report.worst:.1e}")  # fmt: skip
+    click.echo("")
+    click.echo(str(make_summary(alexnet(), (3, 227, 227))))
+    click.echo("(the lecture's 62,369,152 leaves out the 9,192 biases of the three dense layers)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: applies --threads (BLAS threads), then runs the click group."""
+    args = sys.argv[1:] if argv is None else argv
+    for i, a in enumerate(args):
+        value = args[i + 1] if a == "--threads" and i + 1 < len(args) else a.partition("=")[2]
+        if (a == "--threads" or a.startswith("--threads=")) and value.isdigit() and int(value) > 0:
+            from .backend import set_num_threads
+
+            set_num_threads(int(value))
+    cli.main(args=args, prog_name="glassnet")
+
+
+if __name__ == "__main__":
+    main()
