@@ -16,7 +16,10 @@ import time
 
 import numpy as np
 
+from glassnet.backend import keep_freed_memory  # noqa: E402
 from glassnet.data import transforms as T
+
+keep_freed_memory()  # as the glassnet command does; applies to PyTorch in this process too
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from glassnet.backend import set_num_threads
+from glassnet.backend import keep_freed_memory, set_num_threads
 from glassnet.checkpoint import atomic_write_text
 from glassnet.data import DataLoader, load_dataset
 from glassnet.data import transforms as T
@@ -245,6 +245,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads")
     args = p.parse_args()
     set_num_threads(args.threads)
+    keep_freed_memory()
     ok = True
     given = {"epochs": args.epochs, "lr": args.lr, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
              "augment": args.augment}  # fmt: skip

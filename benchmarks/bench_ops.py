@@ -35,6 +35,9 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import glassnet.functional as F  # noqa: E402
+from glassnet.backend import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as the glassnet command does; applies to PyTorch in this process too
 from glassnet.models import lenet5  # noqa: E402
 from glassnet.optim import SGD  # noqa: E402
 

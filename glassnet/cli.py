@@ -493,8 +493,11 @@ def demo() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: applies --threads (BLAS threads), then runs the click group."""
+    """Entry point: keeps freed memory for reuse, applies --threads (BLAS threads), runs the click group."""
     args = sys.argv[1:] if argv is None else argv
+    from .backend import keep_freed_memory
+
+    keep_freed_memory()
     for i, a in enumerate(args):
         value = args[i + 1] if a == "--threads" and i + 1 < len(args) else a.partition("=")[2]
         if (a == "--threads" or a.startswith("--threads=")) and value.isdigit() and int(value) > 0:

@@ -80,6 +80,9 @@ def _running_max(views: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     view indices only grow, ``idx = max(idx, t·[v > best])`` records the winner with
     one fast uint8 maximum instead of a masked copy.
     """
+    if len(views) == 2:  # the common 2-wide window: one comparison, no bookkeeping
+        gt = np.greater(views[1], views[0])
+        return np.maximum(views[0], views[1]), gt.view(np.uint8)
     best = views[0].copy()
     idx = np.zeros(best.shape, dtype=np.uint8)
     for t, v in enumerate(views[1:], start=1):
@@ -117,10 +120,20 @@ def max_pool2d_forward(
     row_taps = _axis_taps(k[0], s[0], d[0], out_hw[0])
     col_taps = _axis_taps(k[1], s[1], d[1], out_hw[1])
     col_max, ridx = _running_max([xp[:, :, r, :] for r in row_taps])
-    best = col_max[:, :, :, col_taps[0]].copy()
-    best_row = ridx[:, :, :, col_taps[0]].copy()
-    cidx = np.zeros(best.shape, dtype=np.uint8)
-    for t, c in enumerate(col_taps[1:], start=1):
+    if len(col_taps) == 2:
+        v0, v1 = col_max[:, :, :, col_taps[0]], col_max[:, :, :, col_taps[1]]
+        take = np.greater(v1, v0)
+        tie = np.equal(v1, v0)
+        tie &= np.less(ridx[:, :, :, col_taps[1]], ridx[:, :, :, col_taps[0]])
+        take |= tie
+        best, cidx = np.maximum(v0, v1), take.view(np.uint8)
+        col_taps_rest: list[slice] = []
+    else:
+        best = col_max[:, :, :, col_taps[0]].copy()
+        best_row = ridx[:, :, :, col_taps[0]].copy()
+        cidx = np.zeros(best.shape, dtype=np.uint8)
+        col_taps_rest = col_taps[1:]
+    for t, c in enumerate(col_taps_rest, start=1):
         v, r = col_max[:, :, :, c], ridx[:, :, :, c]
         take = np.greater(v, best)
         tie = np.equal(v, best)
@@ -176,6 +189,12 @@ def _scatter(grad: np.ndarray, idx: np.ndarray, slices: list[slice], out: np.nda
     masked gradient is written straight into place instead of added.
     """
     disjoint = len(slices) == 1 or slices[0].step >= span
+    if disjoint and len(slices) == 2:  # idx is 0 or 1: second tap gets g·idx, first g − g·idx (exact)
+        second = out[:, :, slices[1]] if axis == 2 else out[:, :, :, slices[1]]
+        first = out[:, :, slices[0]] if axis == 2 else out[:, :, :, slices[0]]
+        np.multiply(grad, idx, out=second)
+        np.subtract(grad, second, out=first)
+        return
     for t, sl in enumerate(slices):
         view = out[:, :, sl] if axis == 2 else out[:, :, :, sl]
         if disjoint:
