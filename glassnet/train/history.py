@@ -79,18 +79,20 @@ def plot_curves(runs: list[tuple[str, History]]) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, h in runs:
+    for i, (name, h) in enumerate(runs):
+        # one run: train blue, validation orange; several: one colour per run, validation dashed
         label = f"{name}: " if len(runs) > 1 else ""
+        c_train, c_val = (f"C{i}", f"C{i}") if len(runs) > 1 else ("C0", "C1")
         if h.steps:
-            ax_loss.plot([s["epoch"] for s in h.steps], [s["loss"] for s in h.steps], alpha=0.3, lw=1,
+            ax_loss.plot([s["epoch"] for s in h.steps], [s["loss"] for s in h.steps], color=c_train, alpha=0.3, lw=1,
                          label=f"{label}train (steps)")  # fmt: skip
         ep = [e["epoch"] for e in h.epochs]
         if ep:
-            ax_loss.plot(ep, [e["train_loss"] for e in h.epochs], "o-", label=f"{label}train")
-            ax_acc.plot(ep, [e["train_acc"] for e in h.epochs], "o-", label=f"{label}train")
+            ax_loss.plot(ep, [e["train_loss"] for e in h.epochs], "o-", color=c_train, label=f"{label}train")
+            ax_acc.plot(ep, [e["train_acc"] for e in h.epochs], "o-", color=c_train, label=f"{label}train")
             if any(e.get("val_loss") is not None for e in h.epochs):
-                ax_loss.plot(ep, [e.get("val_loss") for e in h.epochs], "s--", label=f"{label}validation")
-                ax_acc.plot(ep, [e.get("val_acc") for e in h.epochs], "s--", label=f"{label}validation")
+                ax_loss.plot(ep, [e.get("val_loss") for e in h.epochs], "s--", color=c_val, label=f"{label}validation")
+                ax_acc.plot(ep, [e.get("val_acc") for e in h.epochs], "s--", color=c_val, label=f"{label}validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
