@@ -81,21 +81,7 @@ class Sequential(Module):
             grad_output = m.backward(grad_output)
         return grad_output
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        for m in self._modules.values():
-            input_shape = m.output_shape(input_shape)
-        return input_shape
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        for m in self._modules.values():
-            rf = m.receptive(rf, input_shape)
-            input_shape = m.output_shape(input_shape)
-        return rf
-
-    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
-        for name, m in self._modules.items():
-            input_shape, rf = m.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
-        return input_shape, rf
+    # output_shape, receptive and summarize: Module's defaults already chain the children.
 
 
 class Residual(Module):

@@ -115,8 +115,8 @@ class LRScheduler:
         """Every attribute except the optimiser, as plain JSON-serialisable values."""
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a dict from :meth:`state_dict`; names missing or unexpected keys."""
+    def _check_keys(self, state_dict: dict[str, Any]) -> None:
+        """Raise naming the missing and unexpected keys of a state dict for this scheduler."""
         mine = set(self.state_dict())
         have = set(state_dict)
         if mine != have:
@@ -124,6 +124,10 @@ class LRScheduler:
                 f"{type(self).__name__}.load_state_dict: missing keys {sorted(mine - have)}, "
                 f"unexpected keys {sorted(have - mine)}"
             )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a dict from :meth:`state_dict`; names missing or unexpected keys."""
+        self._check_keys(state_dict)
         self.__dict__.update(copy.deepcopy(state_dict))
 
     def __repr__(self) -> str:
@@ -328,13 +332,7 @@ class SequentialLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        mine = set(self.state_dict())
-        have = set(state_dict)
-        if mine != have:
-            raise ValueError(
-                f"SequentialLR.load_state_dict: missing keys {sorted(mine - have)}, "
-                f"unexpected keys {sorted(have - mine)}"
-            )
+        self._check_keys(state_dict)
         subs = state_dict["_schedulers"]
         if len(subs) != len(self._schedulers):
             raise ValueError(
