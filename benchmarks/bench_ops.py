@@ -25,6 +25,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--markdown", default=None, help="also write the table to this file")
+    p.add_argument("--only", default=None, help="run only the cases whose label contains this text")
     return p.parse_args()
 
 
@@ -183,10 +184,17 @@ def bench_lenet(rng):
 def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
+
+    def wanted(label: str) -> bool:
+        return ARGS.only is None or ARGS.only in label
+
     for case in conv_cases():
-        rows += bench_conv(*case, rng)
-    rows += bench_pool(rng)
-    rows += bench_lenet(rng)
+        if wanted(case[0]):
+            rows += bench_conv(*case, rng)
+    if wanted("max-pool 2×2 (128,64,32,32)"):
+        rows += bench_pool(rng)
+    if wanted("LeNet-5 training step"):
+        rows += bench_lenet(rng)
     version = torch.__version__ if torch else "(not installed)"
     head = (
         f"glassnet vs PyTorch {version}, {ARGS.threads} threads, {ARGS.repeat} repetitions in alternating blocks; "

@@ -12,9 +12,14 @@ touching the ops. Floating-point policy:
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 _SUPPORTED = (np.dtype(np.float32), np.dtype(np.float64))
 _default_dtype: np.dtype = np.dtype(np.float32)
@@ -73,19 +78,26 @@ def result_dtype(*arrays: Any) -> np.dtype:
     return np.dtype(np.float32)
 
 
+_workers: int | None = None  # glassnet's own worker threads (None: as many as BLAS uses)
+_pool: Any = None
+_local = threading.local()
+
+
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in the BLAS library NumPy is linked to (matrix products).
+    """Use ``n`` threads: in the BLAS library NumPy is linked to and in glassnet's own workers.
 
     Environment variables such as ``OPENBLAS_NUM_THREADS`` only work before NumPy is
     imported; this works at any time (through threadpoolctl). On a busy 2-core machine
     one thread is often faster: a second BLAS thread waiting for a core stalls every
-    small matrix product.
+    small matrix product. Without a call, glassnet uses as many workers as BLAS has threads.
     """
+    global _workers
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")
+    _workers = n
 
 
 def get_num_threads() -> int | None:
@@ -94,6 +106,69 @@ def get_num_threads() -> int | None:
 
     counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
     return counts[0] if counts else None
+
+
+@functools.cache
+def _blas() -> Any:
+    """threadpoolctl's controller of NumPy's BLAS (None if there is none to control)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    except Exception:  # pragma: no cover - threadpoolctl cannot inspect this process
+        return None
+    return libs[0] if libs else None
+
+
+def num_workers() -> int:
+    """How many threads :func:`parallel` splits work over (1 inside a worker)."""
+    global _workers
+    if getattr(_local, "inside", False):
+        return 1
+    if _workers is None:
+        blas = _blas()
+        _workers = max(1, int(blas.num_threads)) if blas is not None else 1
+    return _workers
+
+
+def parallel(fn: Callable[[int, int], T], parts: int | None = None) -> list[T]:
+    """Run ``fn(k, parts)`` for k = 0 .. parts−1 on glassnet's worker threads; their results.
+
+    NumPy releases the GIL inside copies, ufuncs and matrix products, so an op that splits
+    its work into independent parts (blocks of im2col columns, halves of a batch) runs the
+    parts on separate cores; meanwhile BLAS is held at one thread, so the cores are not
+    oversubscribed, and restored afterwards. With one worker (``set_num_threads(1)``,
+    ``OPENBLAS_NUM_THREADS=1``) everything runs in the calling thread. ``parts`` defaults
+    to :func:`num_workers`. Which part does what is fixed, so results do not depend on timing.
+    """
+    global _pool
+    workers = num_workers()
+    parts = workers if parts is None else parts
+    if workers == 1 or parts == 1:
+        return [fn(k, parts) for k in range(parts)]
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="glassnet")
+    blas = _blas()
+    before = blas.num_threads if blas is not None else None
+    if blas is not None:
+        blas.set_num_threads(1)
+    try:
+        futures = [_pool.submit(_in_worker, fn, k, parts) for k in range(1, parts)]
+        first = _in_worker(fn, 0, parts)
+        return [first] + [f.result() for f in futures]
+    finally:
+        if blas is not None:
+            blas.set_num_threads(before)
+
+
+def _in_worker(fn: Callable[[int, int], T], k: int, parts: int) -> T:
+    _local.inside = True
+    try:
+        return fn(k, parts)
+    finally:
+        _local.inside = False
 
 
 def keep_freed_memory() -> bool:

@@ -102,7 +102,7 @@ def test_conv2d(case: str) -> None:
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     bias = rng.standard_normal(w_shape[0]) if opts.pop("bias", True) else None
     stride1 = opts.get("stride", 1) in (1, (1, 1))
-    for algorithm in ("shift", "gather") if stride1 else ("gather",):
+    for algorithm in ("shift", "gather", "hwn") if stride1 else ("gather", "hwn"):
         check_op(F.conv2d, x, w, bias, expect=2 if bias is None else 3, algorithm=algorithm, **opts)
 
 
@@ -110,12 +110,12 @@ def test_conv2d_cases_cover_both_code_paths() -> None:
     paths = set()
     for x_shape, w_shape, opts in CONV_CASES.values():
         opts = {k: v for k, v in opts.items() if k != "bias"}
-        for algorithm in (None, "shift", "gather"):
+        for algorithm in (None, "shift", "gather", "hwn"):
             if algorithm == "shift" and opts.get("stride", 1) not in (1, (1, 1)):
                 continue
             _, ctx = F.conv2d.forward(np.zeros(x_shape), np.zeros(w_shape), None, algorithm=algorithm, **opts)
             paths.add(ctx.path)
-    assert paths == {"shift", "gather"}
+    assert paths == {"shift", "gather", "hwn"}
 
 
 @pytest.mark.parametrize("name", ["plain", "dilation_pair_padded", "groups", "asymmetric_padding", "flip"])
@@ -135,11 +135,47 @@ def test_conv2d_shift_path_in_many_small_blocks(name: str, monkeypatch: pytest.M
     np.testing.assert_allclose(F.conv2d(x, w, b, algorithm="shift", **opts), one_block, rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "x_shape, w_shape, opts",
+    [
+        ((3, 4, 6, 7), (2, 4, 3, 3), {"padding": 1}),  # F ≤ C: dx from an im2col of the gradient
+        ((3, 2, 6, 5), (5, 2, 3, 2), {"padding": ((2, 0), (1, 1)), "dilation": (1, 2)}),  # F > C: col2im
+        ((2, 4, 7, 7), (4, 2, 3, 3), {"padding": 1, "groups": 2}),
+    ],
+)
+def test_conv2d_shift_path_split_over_worker_threads(
+    x_shape: tuple, w_shape: tuple, opts: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three workers, ragged blocks (some workers get none): same results as one thread, exact gradients."""
+    from glassnet import backend
+    from glassnet.functional import conv
+
+    rng = _rng(11)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    g = rng.standard_normal(F.conv2d(x, w, b, algorithm="shift", **opts).shape)
+    out1, ctx1 = F.conv2d.forward(x, w, b, algorithm="shift", **opts)
+    grads1 = F.conv2d.backward(g, ctx1)
+    monkeypatch.setattr(backend, "_workers", 3)
+    monkeypatch.setattr(conv, "PARALLEL_MIN", 0)
+    for block, min_block in ((None, 1), (1, 5), (1, 40)):
+        monkeypatch.setattr(conv, "SHIFT_BLOCK_BYTES", block)
+        monkeypatch.setattr(conv, "SHIFT_MIN_BLOCK", min_block)
+        out3, ctx3 = F.conv2d.forward(x, w, b, algorithm="shift", **opts)
+        assert ctx3.parts == 3
+        np.testing.assert_allclose(out3, out1, rtol=1e-12, atol=1e-12)
+        for got, want in zip(F.conv2d.backward(g, ctx3), grads1, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        dx, dw, db = F.conv2d.backward(g, ctx3, need_dx=False)
+        assert dx is None
+        np.testing.assert_allclose(dw, grads1[1], rtol=1e-12, atol=1e-12)
+        check_op(F.conv2d, x, w, b, expect=3, algorithm="shift", **opts)
+
+
 def test_conv2d_algorithm_argument_is_checked() -> None:
     x, w = np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3))
     with pytest.raises(ValueError, match="algorithm='shift' needs stride 1"):
         F.conv2d(x, w, stride=2, algorithm="shift")
-    with pytest.raises(ValueError, match="algorithm must be None, 'shift' or 'gather', got 'fft'"):
+    with pytest.raises(ValueError, match="algorithm must be None or one of \\('shift', 'gather', 'hwn'\\), got 'fft'"):
         F.conv2d(x, w, algorithm="fft")
 
 

@@ -332,9 +332,9 @@ def conv_cases(draw: Any) -> tuple[dict, dict, int]:
 
 
 def _algorithms(opts: dict) -> list[str]:
-    """Both im2col algorithms where both apply (stride 1), else only 'gather'."""
+    """Every im2col algorithm that applies ('shift' needs stride 1)."""
     stride = opts.get("stride", 1)
-    return ["shift", "gather"] if stride in (1, (1, 1)) else ["gather"]
+    return ["shift", "gather", "hwn"] if stride in (1, (1, 1)) else ["gather", "hwn"]
 
 
 def test_conv2d_matches_torch(torch: Any) -> None:
@@ -350,7 +350,7 @@ def test_conv2d_matches_torch(torch: Any) -> None:
             paths.add(ctx.path)
 
     run_matrix(conv_cases(), check, factor=3)
-    assert paths == {"shift", "gather"}, f"the conv matrix only reached the {paths} path(s)"
+    assert paths == {"shift", "gather", "hwn"}, f"the conv matrix only reached the {paths} path(s)"
 
 
 def test_conv2d_stride1_large_padding_takes_gather_path(torch: Any) -> None:
@@ -1014,7 +1014,7 @@ def test_golden_fixture_covers_every_op_and_both_conv_paths() -> None:
                 got, ctx = glassnet_run("conv2d", inputs, opts, ref["grad_out"])
                 check_results("conv2d", got, {k: v for k, v in ref.items()}, opts, exact=spec["exact"])
                 paths.add(ctx.path)
-    assert paths == {"shift", "gather"}
+    assert paths == {"shift", "gather", "hwn"}
 
 
 def test_max_pool2d_nan_window_with_several_nans_routes_to_the_last(torch: Any) -> None:

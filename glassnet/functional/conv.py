@@ -14,22 +14,30 @@ Definition (cross-correlation, what every worked example in the lectures compute
 ``flip=True`` computes true convolution, Σ I(i−m, j−n)·K(m, n), which is the same sum
 with the kernel rotated by 180°.
 
-How it is computed. The input is padded once into a channel-major buffer
-[C, N·H_p·W_p] and the window taps (see :mod:`glassnet.functional.window`) are
+How it is computed. The window taps (see :mod:`glassnet.functional.window`) are
 stacked into an im2col matrix [C·k_h·k_w, positions], so the whole layer is one
-matrix product ``W[C_out, C·k·k] @ cols``. Two ways to build ``cols``:
+matrix product ``W[C_out, C·k·k] @ cols``. Three ways to build ``cols``
+(``algorithm=``; the automatic choice is by cost, the results agree to rounding and
+the tests run every one):
 
-* stride 1 ("shift" path): in the flattened padded buffer, tap (i, j) of every output
-  position is the element ``i·d_h·W_p + j·d_w`` further on, so each tap's row block is
-  one contiguous slice copy. Outputs are computed at every padded position (the ones
-  past the right and bottom edge are thrown away), which is cheaper than gathering as
-  long as H_p·W_p is not much larger than H_out·W_out;
-* otherwise ("gather" path): each tap is a strided slice of the padded input, copied
-  into place.
+* ``'shift'`` (stride 1): the input is padded into a channel-major buffer [C, N·H_p·W_p].
+  There, tap (i, j) of every output position is the element ``i·d_h·W_p + j·d_w``
+  further on, so each tap's row block is one contiguous slice copy. Outputs are computed
+  at every padded column (the ones past the right edge are thrown away), which is
+  cheaper than gathering as long as W_p is not much larger than W_out. The im2col is
+  built in cache-sized blocks of positions, and the blocks are shared out among
+  glassnet's worker threads (:func:`glassnet.backend.parallel`), each running its own
+  single-threaded matrix products;
+* ``'hwn'`` (small inputs): the input is transposed to [C, H_p, W_p, N], batch
+  innermost, so a tap is a slice whose contiguous runs are N long (W_out·N at stride 1)
+  instead of W_out: LeNet-5's second convolution (10-wide rows) builds its im2col
+  3× faster this way;
+* ``'gather'``: each tap is a strided slice of the input padded into [C, N, H_p, W_p].
 
-Backward reuses the same layout: ``dW = dOut @ colsᵀ`` (for the shift path computed
-tap by tap straight from the padded buffer, no cols needed) and
-``dcols = Wᵀ @ dOut``, whose tap blocks are added back at the taps' offsets (col2im).
+Backward reuses the same layout: ``dW = cols @ dOutᵀ`` and dx, the transposed
+convolution of dOut, either as ``Wᵀ @ (im2col of dOut)`` or as ``dcols = Wᵀ @ dOut``
+whose tap blocks are added back at the taps' offsets (col2im); the 'hwn' path builds
+the im2col of dOut along W only and adds back the k_h kernel rows.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import as_float, result_dtype
+from ..backend import as_float, num_workers, parallel, result_dtype
 from ._args import conv_padding, pair, window_out
 from ._op import Context, Op
 from .window import check_4d, describe_window, taps
@@ -52,15 +60,33 @@ SHIFT_WASTE_LIMIT = 1.25
 # Measured on (N128 C64 32² F64 k3 p1), 1 thread: fwd+bwd 602 ms unblocked, 456 ms with 2 MB
 # blocks, 503 ms with 4 MB, 542 ms with 8 MB.
 SHIFT_BLOCK_BYTES: int | None = 2 * 2**20
-SHIFT_MIN_BLOCK = 1024  # positions
+SHIFT_MIN_BLOCK = 512  # positions
+# Below this many im2col elements a layer runs in one thread: waking a worker costs ~0.1 ms.
+PARALLEL_MIN = 2**20
+# The "hwn" im2col (batch innermost) needs the input transposed to [C, H, W, N], which
+# NumPy does slowly for large arrays; above this many input elements "gather" is used.
+HWN_MAX_INPUT = 2**20
+ALGORITHMS = ("shift", "gather", "hwn")
 
 
-def _blocks(m: int, k: int, itemsize: int) -> list[tuple[int, int]]:
-    """Position ranges [a, b) covering 0..m, each block's im2col about SHIFT_BLOCK_BYTES."""
+def _blocks(images: int, stride: int, first: int, count: int, k: int, itemsize: int) -> list[tuple[int, int]]:
+    """Position ranges [a, b) of the shift path, each block's im2col about SHIFT_BLOCK_BYTES.
+
+    Only positions ``first .. first+count−1`` of each image (``stride`` positions apart)
+    are needed: the rows of outputs (forward, dW) or of unpadded inputs (dx). When an
+    image's rows fill a block, blocks stay inside images and skip the rest; smaller images
+    share blocks (computing the rows between them too).
+    """
+    total = images * stride
     if SHIFT_BLOCK_BYTES is None:
-        return [(0, m)]
+        return [(0, total)]
     size = max(SHIFT_MIN_BLOCK, SHIFT_BLOCK_BYTES // (k * itemsize))
-    return [(a, min(a + size, m)) for a in range(0, m, size)]
+    if 2 * count < size:
+        a0, b0 = first, (images - 1) * stride + first + count
+        return [(a, min(a + size, b0)) for a in range(a0, b0, size)]
+    pieces = -(-count // size)
+    cuts = [first + (count * i) // pieces for i in range(pieces + 1)]
+    return [(n * stride + cuts[i], n * stride + cuts[i + 1]) for n in range(images) for i in range(pieces)]
 
 
 def _shift_cols(src: np.ndarray, offsets: list[int], a: int, b: int, out: np.ndarray, sign: int = 1) -> np.ndarray:
@@ -69,6 +95,25 @@ def _shift_cols(src: np.ndarray, offsets: list[int], a: int, b: int, out: np.nda
     for t, off in enumerate(offsets):
         cols[:, t] = src[:, a + sign * off : b + sign * off]
     return cols
+
+
+def _copy(
+    dst: np.ndarray, src: np.ndarray, parts: int, bias: np.ndarray | None = None, zero: np.ndarray | None = None
+) -> None:
+    """dst[...] = src (+ bias over axis 1), split along axis 0 over ``parts`` workers.
+
+    ``zero``: the buffer ``dst`` is a view of (same axis 0), zeroed first, slice by slice.
+    """
+
+    def work(k: int, p: int) -> None:
+        a, b = dst.shape[0] * k // p, dst.shape[0] * (k + 1) // p
+        if zero is not None:
+            zero[a:b] = 0
+        dst[a:b] = src[a:b]
+        if bias is not None:
+            dst[a:b] += bias.reshape(1, -1, *([1] * (dst.ndim - 2)))
+
+    parallel(work, parts)
 
 
 def _check(x: np.ndarray, weight: np.ndarray, bias: Any, groups: Any) -> None:
@@ -135,8 +180,8 @@ def conv2d_forward(
         padding: int, (ph, pw), ((top, bottom), (left, right)), 'same' or 'valid'.
         groups: input and output channels are split into this many groups.
         flip: rotate the kernel by 180° (true convolution).
-        algorithm: how the im2col is built: ``'shift'`` (stride 1 only), ``'gather'``, or
-            None to choose by cost (the results agree to rounding; tests run both).
+        algorithm: how the im2col is built: ``'shift'`` (stride 1 only), ``'hwn'``,
+            ``'gather'``, or None to choose by cost (the results agree to rounding).
 
     Output: [N, C_out, H_out, W_out], H_out = floor((H + P_t + P_b − d·(k_h−1) − 1)/s) + 1.
     """
@@ -155,29 +200,51 @@ def conv2d_forward(
     wk = weight[:, :, ::-1, ::-1] if flip else weight
     hp, wp = h + pt + pb, w + pl + pr
     m = n * hp * wp
-    if algorithm is None:
-        shift = stride == (1, 1) and m <= SHIFT_WASTE_LIMIT * n * ho * wo
-    elif algorithm in ("shift", "gather"):
-        shift = algorithm == "shift"
-        if shift and stride != (1, 1):
-            raise ValueError(f"conv2d: algorithm='shift' needs stride 1, got stride {stride}")
-    else:
-        raise ValueError(f"conv2d: algorithm must be None, 'shift' or 'gather', got {algorithm!r}")
     t_count = kh * kw
+    if algorithm is None:
+        if stride == (1, 1) and m <= SHIFT_WASTE_LIMIT * n * ho * wo:
+            algorithm = "shift"
+        else:
+            algorithm = "hwn" if wo * n >= 64 and x.size <= HWN_MAX_INPUT else "gather"
+    elif algorithm not in ALGORITHMS:
+        raise ValueError(f"conv2d: algorithm must be None or one of {ALGORITHMS}, got {algorithm!r}")
+    elif algorithm == "shift" and stride != (1, 1):
+        raise ValueError(f"conv2d: algorithm='shift' needs stride 1, got stride {stride}")
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
+    parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
+    out = np.empty((n, f, ho, wo), dtype=dtype)
 
-    if shift:
+    if algorithm == "shift":
         offsets = [i * dilation[0] * wp + j * dilation[1] for i in range(kh) for j in range(kw)]
-        buf = np.zeros((c, m + offsets[-1]), dtype=dtype)
-        buf[:, :m].reshape(c, n, hp, wp)[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
+        buf = np.empty((c, m + offsets[-1]), dtype=dtype)
+        _copy(
+            buf[:, :m].reshape(c, n, hp, wp)[:, :, pt : pt + h, pl : pl + w], x.transpose(1, 0, 2, 3), parts, zero=buf
+        )
         full = np.empty((groups, f // groups, m), dtype=dtype)
-        blocks = _blocks(m, c * t_count, dtype.itemsize)
-        scratch = np.empty((c, t_count, blocks[0][1] - blocks[0][0]), dtype=dtype)
-        for a, b in blocks:
-            cols = _shift_cols(buf, offsets, a, b, scratch)
-            np.matmul(w_mat, cols.reshape(groups, cg * t_count, b - a), out=full[:, :, a:b])
-        out = full.reshape(f, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
-        ctx = Context(path="shift", buf=buf, offsets=offsets)
+        blocks = _blocks(n, hp * wp, 0, ho * wp, c * t_count, dtype.itemsize)
+
+        def work(k: int, p: int) -> None:
+            mine = blocks[k::p]
+            scratch = np.empty((c, t_count, max((b - a for a, b in mine), default=0)), dtype=dtype)
+            for a, b in mine:
+                cols = _shift_cols(buf, offsets, a, b, scratch)
+                np.matmul(w_mat, cols.reshape(groups, cg * t_count, b - a), out=full[:, :, a:b])
+
+        parallel(work, parts)
+        _copy(out, full.reshape(f, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3), parts, bias)
+        ctx = Context(path="shift", buf=buf, offsets=offsets, parts=parts)
+    elif algorithm == "hwn":
+        # Batch innermost: tap (i, j) is xh[:, rows, cols, :], whose runs are N long (W_out·N at stride 1).
+        xh = np.zeros((c, hp, wp, n), dtype=dtype)
+        xh[:, pt : pt + h, pl : pl + w, :] = x.transpose(1, 2, 3, 0)
+        cols = np.empty((c, t_count, ho, wo, n), dtype=dtype)
+        for t, sl in taps((kh, kw), stride, dilation, (ho, wo)):
+            cols[:, t] = xh[:, sl[0], sl[1], :]
+        full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, ho * wo * n))
+        out[...] = full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+        if bias is not None:
+            out += bias.reshape(1, f, 1, 1)
+        ctx = Context(path="hwn", cols=cols)
     else:
         xp4 = np.zeros((c, n, hp, wp), dtype=dtype)
         xp4[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
@@ -185,11 +252,10 @@ def conv2d_forward(
         for t, sl in taps((kh, kw), stride, dilation, (ho, wo)):
             cols[:, t] = xp4[:, :, sl[0], sl[1]]
         full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo))
-        out = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+        out[...] = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+        if bias is not None:
+            out += bias.reshape(1, f, 1, 1)
         ctx = Context(path="gather", cols=cols)
-    out = np.ascontiguousarray(out)
-    if bias is not None:
-        out += bias.reshape(1, f, 1, 1)
     ctx.update(
         x_shape=x.shape,
         w_mat=w_mat,
@@ -235,53 +301,91 @@ def conv2d_backward(
         # Gradient at every padded position (zero where no output was computed), placed
         # after a zero margin so that shifting it right by a tap's offset is a slice.
         m = n * hp * wp
-        offsets = ctx.offsets
+        offsets, parts = ctx.offsets, ctx.parts
         margin = offsets[-1]
-        gbuf = np.zeros((f, margin + m), dtype=ctx.dtype)
-        gbuf[:, margin:].reshape(f, n, hp, wp)[:, :, :ho, :wo] = grad.transpose(1, 0, 2, 3)
+        gbuf = np.empty((f, margin + m), dtype=ctx.dtype)
+        _copy(gbuf[:, margin:].reshape(f, n, hp, wp)[:, :, :ho, :wo], grad.transpose(1, 0, 2, 3), parts, zero=gbuf)
         g2 = gbuf[:, margin:]
-        dw = np.zeros((groups, cg * t_count, fg), dtype=ctx.dtype)
+        # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
+        # so an im2col of the gradient (taps shifted the other way) times Wᵀ gives it. With few
+        # input channels dcols = Wᵀ·dOut is smaller: its tap blocks are added back instead (col2im).
         use_gcols = f <= c
         if need_dx and use_gcols:
-            # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
-            # so an im2col of the gradient (taps shifted the other way) times Wᵀ gives it.
             w_t = w_mat.reshape(groups, fg, cg, t_count).transpose(0, 2, 1, 3).reshape(groups, cg, fg * t_count)
-            dxp = np.empty((groups, cg, m), dtype=ctx.dtype)
-        elif need_dx:
-            # Few input channels: dcols = Wᵀ·dOut is small; add its tap blocks back (col2im).
-            dbuf = np.zeros((c, m + margin), dtype=ctx.dtype)
-        blocks = _blocks(m, max(c, f) * t_count, ctx.dtype.itemsize)
-        scratch = np.empty((max(c, f), t_count, blocks[0][1] - blocks[0][0]), dtype=ctx.dtype)
-        for a, b in blocks:
-            g_blk = g2[:, a:b].reshape(groups, fg, b - a)
-            cols = _shift_cols(ctx.buf, offsets, a, b, scratch[:c])
-            # dW += cols · dOutᵀ (this orientation: OpenBLAS runs dOut · colsᵀ up to 100× slower)
-            dw += np.matmul(cols.reshape(groups, cg * t_count, b - a), g_blk.transpose(0, 2, 1))
+            dxp = np.empty((groups, cg, m), dtype=ctx.dtype)  # only the rows of blocks_x are read
+        blocks_w = _blocks(n, hp * wp, 0, ho * wp, max(c, f) * t_count, ctx.dtype.itemsize)
+        blocks_x = _blocks(n, hp * wp, pt * wp, h * wp, f * t_count, ctx.dtype.itemsize)
+
+        def work(k: int, p: int) -> tuple[np.ndarray, np.ndarray | None]:
+            mine_w, mine_x = blocks_w[k::p], blocks_x[k::p] if use_gcols else []
+            longest = max((b - a for a, b in mine_w + mine_x), default=0)
+            scratch = np.empty((max(c, f), t_count, longest), dtype=ctx.dtype)
+            dw_k = np.zeros((groups, cg * t_count, fg), dtype=ctx.dtype)
+            dbuf = np.zeros((c, m + margin), dtype=ctx.dtype) if need_dx and not use_gcols else None
+            for a, b in mine_w:
+                g_blk = g2[:, a:b].reshape(groups, fg, b - a)
+                cols = _shift_cols(ctx.buf, offsets, a, b, scratch[:c])
+                # dW += cols · dOutᵀ (this orientation: OpenBLAS runs dOut · colsᵀ up to 100× slower)
+                dw_k += np.matmul(cols.reshape(groups, cg * t_count, b - a), g_blk.transpose(0, 2, 1))
+                if dbuf is not None:
+                    dcols = np.matmul(w_mat.transpose(0, 2, 1), g_blk).reshape(c, t_count, b - a)
+                    for t, off in enumerate(offsets):
+                        dbuf[:, a + off : b + off] += dcols[:, t]
             if need_dx and use_gcols:
-                gcols = _shift_cols(gbuf, offsets, margin + a, margin + b, scratch[:f], sign=-1)
-                np.matmul(w_t, gcols.reshape(groups, fg * t_count, b - a), out=dxp[:, :, a:b])
-            elif need_dx:
-                dcols = np.matmul(w_mat.transpose(0, 2, 1), g_blk).reshape(c, t_count, b - a)
-                for t, off in enumerate(offsets):
-                    dbuf[:, a + off : b + off] += dcols[:, t]
+                for a, b in mine_x:
+                    gcols = _shift_cols(gbuf, offsets, margin + a, margin + b, scratch[:f], sign=-1)
+                    np.matmul(w_t, gcols.reshape(groups, fg * t_count, b - a), out=dxp[:, :, a:b])
+            return dw_k, dbuf
+
+        results = parallel(work, parts)
+        dw = results[0][0]
+        for dw_k, _ in results[1:]:
+            dw += dw_k
         dw = dw.transpose(0, 2, 1)
         if not need_dx:
             dxp = None
         elif use_gcols:
             dxp = dxp.reshape(c, n, hp, wp)
         else:
+            dbuf = results[0][1]
+            for _, dbuf_k in results[1:]:
+                dbuf += dbuf_k
             dxp = dbuf[:, :m].reshape(c, n, hp, wp)
+        dx = None
+        if dxp is not None:
+            dx = np.empty((n, c, h, w), dtype=ctx.dtype)
+            _copy(dx, dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3), parts)
+    elif ctx.path == "hwn":
+        (sh, sw), (dh, dw_) = ctx.stride, ctx.dilation
+        gh = np.ascontiguousarray(grad.transpose(1, 2, 3, 0))  # [F, H_out, W_out, N]
+        g2 = gh.reshape(groups, fg, ho * wo * n)
+        cols = ctx.cols.reshape(groups, cg * t_count, ho * wo * n)
+        dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
+        dx = None
+        if need_dx:
+            # dx row by row: gx[o, j, y, X, n] = dOut[o, y, x, n] at X = x·s + j·d (an im2col of
+            # the gradient along W only), so one product Σ_{o,j} W[o, c, i, j]·gx[o, j, y, X, n]
+            # leaves only the kernel rows i to add back: k_h adds instead of k_h·k_w.
+            gx = np.zeros((f, kw, ho, wp, n), dtype=ctx.dtype)
+            for j in range(kw):
+                gx[:, j, :, j * dw_ : j * dw_ + sw * (wo - 1) + 1 : sw] = gh
+            w_x = ctx.w_mat.reshape(groups, fg, cg, kh, kw).transpose(0, 2, 3, 1, 4).reshape(groups, cg * kh, fg * kw)
+            r = np.matmul(w_x, gx.reshape(groups, fg * kw, ho * wp * n)).reshape(c, kh, ho, wp, n)
+            dxh = np.zeros((c, hp, wp, n), dtype=ctx.dtype)
+            for i in range(kh):
+                dxh[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh] += r[:, i]
+            dx = np.ascontiguousarray(dxh[:, pt : pt + h, pl : pl + w, :].transpose(3, 0, 1, 2))
     else:
         g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
         cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
         dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
-        dxp = None
+        dx = None
         if need_dx:
             dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, n, ho, wo)
             dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
             for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
                 dxp[:, :, sl[0], sl[1]] += dcols[:, t]
-    dx = None if dxp is None else np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3))
+            dx = np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3))
     dw = dw.reshape(f, cg, kh, kw)
     if ctx.flip:
         dw = dw[:, :, ::-1, ::-1]

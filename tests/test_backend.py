@@ -1,0 +1,100 @@
+"""glassnet.backend: worker threads for ops that split their work (conv's im2col blocks)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from glassnet import backend
+
+
+@pytest.fixture
+def three_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend, "_workers", 3)
+
+
+def test_parallel_returns_results_in_part_order(three_workers: None) -> None:
+    threads: dict[int, str] = {}
+
+    def work(k: int, parts: int) -> tuple[int, int]:
+        threads[k] = threading.current_thread().name
+        return k, parts
+
+    assert backend.parallel(work) == [(0, 3), (1, 3), (2, 3)]
+    assert backend.parallel(work, 5) == [(k, 5) for k in range(5)]
+    assert threads[0] == threading.current_thread().name  # part 0 runs in the caller
+    assert all(name.startswith("glassnet") for k, name in threads.items() if k)
+
+
+def test_parallel_inside_a_worker_runs_inline(three_workers: None) -> None:
+    def inner(k: int, parts: int) -> int:
+        return backend.num_workers()
+
+    def outer(k: int, parts: int) -> list[int]:
+        return backend.parallel(inner)
+
+    assert backend.parallel(outer) == [[1], [1], [1]]
+    assert backend.num_workers() == 3
+
+
+def test_parallel_holds_blas_at_one_thread_and_restores_it(three_workers: None) -> None:
+    blas = backend._blas()
+    if blas is None:
+        pytest.skip("no BLAS library that threadpoolctl can control")
+    before = blas.num_threads
+    seen = backend.parallel(lambda k, p: blas.num_threads)
+    assert seen == [1, 1, 1]
+    assert blas.num_threads == before
+
+
+def test_parallel_propagates_errors_and_restores_blas(three_workers: None) -> None:
+    blas = backend._blas()
+    before = blas.num_threads if blas is not None else None
+
+    def work(k: int, parts: int) -> None:
+        if k == 2:
+            raise ValueError("part 2 failed")
+
+    with pytest.raises(ValueError, match="part 2 failed"):
+        backend.parallel(work)
+    if blas is not None:
+        assert blas.num_threads == before
+
+
+def test_one_worker_runs_everything_in_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend, "_workers", 1)
+    names = backend.parallel(lambda k, p: threading.current_thread().name, 2)
+    assert names == [threading.current_thread().name] * 2
+
+
+def test_set_num_threads_sets_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend, "_workers", None)
+    before = backend.get_num_threads()
+    try:
+        backend.set_num_threads(2)
+        assert backend.num_workers() == 2
+    finally:
+        backend.set_num_threads(before or 1)
+    with pytest.raises(ValueError, match="expected a positive int, got 0"):
+        backend.set_num_threads(0)
+
+
+def test_split_conv_is_deterministic(three_workers: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same inputs, same worker count: bit-identical gradients (the parts' sums add in a fixed order)."""
+    from glassnet import functional as F
+    from glassnet.functional import conv
+
+    monkeypatch.setattr(conv, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((4, 8, 12, 12)).astype(np.float32)
+    runs = []
+    for _ in range(3):
+        _, ctx = F.conv2d.forward(x, w, None, padding=1, algorithm="shift")
+        runs.append(F.conv2d.backward(g, ctx))
+    for dx, dw, _ in runs[1:]:
+        np.testing.assert_array_equal(dx, runs[0][0])
+        np.testing.assert_array_equal(dw, runs[0][1])
