@@ -171,6 +171,30 @@ def test_conv2d_shift_path_split_over_worker_threads(
         check_op(F.conv2d, x, w, b, expect=3, algorithm="shift", **opts)
 
 
+@pytest.mark.parametrize(
+    "w_shape, opts",
+    [
+        ((3, 2, 3, 3), {"padding": 1}),
+        ((3, 2, 3, 3), {"padding": ((0, 1), (2, 0))}),
+        ((3, 2, 3, 3), {"padding": ((1, 1), (0, 2))}),
+        ((3, 2, 2, 4), {"padding": ((1, 2), (3, 1)), "dilation": (2, 1)}),
+        ((3, 2, 1, 1), {"padding": 1}),  # 1×1 kernel: both paddings must stay in the row
+        ((3, 2, 3, 2), {"padding": ((2, 2), (3, 3)), "dilation": 2}),
+    ],
+)
+def test_conv2d_shift_rows_share_padding_exactly(w_shape: tuple, opts: dict) -> None:
+    """The shift path's rows hold one side's padding; outputs and gradients equal the gather path's."""
+    rng = _rng(13)
+    x = rng.standard_normal((2, 2, 5, 6))
+    w = rng.standard_normal(w_shape)
+    out_s, ctx_s = F.conv2d.forward(x, w, None, algorithm="shift", **opts)
+    out_g, ctx_g = F.conv2d.forward(x, w, None, algorithm="gather", **opts)
+    np.testing.assert_allclose(out_s, out_g, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(out_s.shape)
+    for got, want in zip(F.conv2d.backward(g, ctx_s)[:2], F.conv2d.backward(g, ctx_g)[:2], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_conv2d_algorithm_argument_is_checked() -> None:
     x, w = np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3))
     with pytest.raises(ValueError, match="algorithm='shift' needs stride 1"):
