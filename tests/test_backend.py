@@ -98,3 +98,27 @@ def test_split_conv_is_deterministic(three_workers: None, monkeypatch: pytest.Mo
     for dx, dw, _ in runs[1:]:
         np.testing.assert_array_equal(dx, runs[0][0])
         np.testing.assert_array_equal(dw, runs[0][1])
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_split_max_pool_is_exact(three_workers: None, monkeypatch: pytest.MonkeyPatch, ceil_mode: bool) -> None:
+    """Pooling in parts (one per worker) gives the same output and gradient bit for bit, ties and NaN included."""
+    from glassnet import functional as F
+    from glassnet.functional import pool
+
+    rng = np.random.default_rng(1)
+    x = np.round(rng.standard_normal((7, 3, 9, 8)), 1)  # many ties
+    x[2, 1, 3, 4] = np.nan
+    x[5, 0, :3, :3] = -np.inf
+    opts = {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": ceil_mode}
+    out1, ctx1 = F.max_pool2d.forward(x, **opts)
+    g = rng.standard_normal(out1.shape)
+    (dx1,) = F.max_pool2d.backward(g, ctx1)
+    monkeypatch.setattr(pool, "POOL_PARALLEL_MIN", 0)
+    out3, ctx3 = F.max_pool2d.forward(x, **opts)
+    assert len(ctx3.pieces) == 3
+    (dx3,) = F.max_pool2d.backward(g, ctx3)
+    np.testing.assert_array_equal(out3, out1)
+    np.testing.assert_array_equal(dx3, dx1)
+    with pytest.raises(ValueError, match=r"\(7, 3, 9, 8\)|9"):
+        F.max_pool2d(x, kernel_size=12)

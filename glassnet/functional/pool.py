@@ -23,10 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import as_float
+from ..backend import as_float, num_workers, parallel
 from ._args import Pads, Pair, conv_padding, pair, window_out
 from ._op import Context, Op
 from .window import check_4d, describe_window, pad2d, padded_extent, taps, unpad2d
+
+# Inputs with at least this many elements are pooled in parts, one per worker thread.
+POOL_PARALLEL_MIN = 2**20
 
 
 def pool_geometry(
@@ -103,6 +106,32 @@ def max_pool2d_forward(
     """Max pooling over k_h×k_w windows. x [N, C, H, W] → [N, C, H_out, W_out].
 
     Padding cells hold −∞ (they never win). ``stride`` defaults to ``kernel_size``.
+    Output size per axis: floor((H + P_t + P_b − d·(k−1) − 1)/s) + 1 (``ceil_mode``: ceil,
+    dropping a window that would start in the right/bottom padding).
+
+    Large batches are split among glassnet's worker threads (:func:`glassnet.backend.parallel`);
+    every sample is pooled on its own, so the result is the same bit for bit.
+    """
+    x = as_float(x, "max_pool2d input")
+    pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)  # errors name the whole input
+    n = x.shape[0]
+    parts = min(num_workers(), n) if x.size >= POOL_PARALLEL_MIN else 1
+    if parts == 1:
+        return _max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+    pieces = parallel(
+        lambda k, p: _max_pool2d_forward(
+            x[n * k // p : n * (k + 1) // p], kernel_size, stride, padding, dilation, ceil_mode
+        ),
+        parts,
+    )
+    out = np.concatenate([o for o, _ in pieces])
+    return out, Context(pieces=[c for _, c in pieces], x_shape=x.shape, dtype=x.dtype)
+
+
+def _max_pool2d_forward(
+    x: np.ndarray, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
+) -> tuple[np.ndarray, Context]:
+    """Max pooling of one batch (or part of one), in the calling thread.
 
     Separable: the max of a window is the max over its columns of each column's max.
     A first pass takes the k_h row taps (whole rows, contiguous in memory) and keeps,
@@ -207,8 +236,24 @@ def max_pool2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
     """Route each output gradient to the cell that held its window's (first) maximum.
 
     Two passes mirroring forward: to the winning column of each window, then within
-    that column to the winning row.
+    that column to the winning row. dx has the input's shape [N, C, H, W].
     """
+    if "pieces" not in ctx:
+        return (_max_pool2d_backward(grad, ctx, None),)
+    grad = np.asarray(grad, dtype=ctx.dtype)
+    n = ctx.x_shape[0]
+    dx = np.empty(ctx.x_shape, dtype=ctx.dtype)
+    starts = [n * k // len(ctx.pieces) for k in range(len(ctx.pieces) + 1)]
+
+    def work(k: int, p: int) -> None:
+        a, b = starts[k], starts[k + 1]
+        _max_pool2d_backward(grad[a:b], ctx.pieces[k], dx[a:b])
+
+    parallel(work, len(ctx.pieces))
+    return (dx,)
+
+
+def _max_pool2d_backward(grad: np.ndarray, ctx: Context, out: np.ndarray | None) -> np.ndarray:
     n, c, h, w = ctx.x_shape
     grad = np.asarray(grad, dtype=ctx.dtype)
     hp, wp = ctx.padded
@@ -224,7 +269,10 @@ def max_pool2d_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
     if special is not None:
         keep = rows >= 0
         np.add.at(dxp, (pos[0][keep], pos[1][keep], rows[keep], cols[keep]), special_grad[keep])
-    return (np.ascontiguousarray(unpad2d(dxp, ctx.pads, (h, w))),)
+    if out is None:
+        return np.ascontiguousarray(unpad2d(dxp, ctx.pads, (h, w)))
+    out[...] = unpad2d(dxp, ctx.pads, (h, w))
+    return out
 
 
 max_pool2d = Op(max_pool2d_forward, max_pool2d_backward)
