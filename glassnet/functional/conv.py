@@ -239,29 +239,26 @@ def conv2d_forward(
         parallel(work, parts)
         _copy(out, full.reshape(f, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3), parts, bias)
         ctx = Context(path="shift", buf=buf, offsets=offsets, parts=parts)
-    elif algorithm == "hwn":
-        # Batch innermost: tap (i, j) is xh[:, rows, cols, :], whose runs are N long (W_out·N at stride 1).
-        xh = np.zeros((c, hp, wp, n), dtype=dtype)
-        xh[:, pt : pt + h, pl : pl + w, :] = x.transpose(1, 2, 3, 0)
-        cols = np.empty((c, t_count, ho, wo, n), dtype=dtype)
-        for t, sl in taps((kh, kw), stride, dilation, (ho, wo)):
-            cols[:, t] = xh[:, sl[0], sl[1], :]
-        full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, ho * wo * n))
-        out[...] = full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
-        if bias is not None:
-            out += bias.reshape(1, f, 1, 1)
-        ctx = Context(path="hwn", cols=cols)
     else:
-        xp4 = np.zeros((c, n, hp, wp), dtype=dtype)
-        xp4[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
-        cols = np.empty((c, t_count, n, ho, wo), dtype=dtype)
+        # Taps are gathered from a zero-padded copy viewed as [C, N, H_p, W_p]. 'hwn' stores that
+        # copy batch innermost ([C, H_p, W_p, N]): a tap's copy then runs in pieces N long
+        # (W_out·N at stride 1) instead of W_out; 'gather' stores it as it is viewed.
+        hwn = algorithm == "hwn"
+        xp4 = np.zeros((c, hp, wp, n) if hwn else (c, n, hp, wp), dtype=dtype)
+        xv = xp4.transpose(0, 3, 1, 2) if hwn else xp4
+        xv[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
+        cols = np.empty((c, t_count, ho, wo, n) if hwn else (c, t_count, n, ho, wo), dtype=dtype)
+        cv = cols.transpose(0, 1, 4, 2, 3) if hwn else cols
         for t, sl in taps((kh, kw), stride, dilation, (ho, wo)):
-            cols[:, t] = xp4[:, :, sl[0], sl[1]]
+            cv[:, t] = xv[:, :, sl[0], sl[1]]
         full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo))
-        out[...] = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+        if hwn:
+            out[...] = full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+        else:
+            out[...] = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
         if bias is not None:
             out += bias.reshape(1, f, 1, 1)
-        ctx = Context(path="gather", cols=cols)
+        ctx = Context(path=algorithm, cols=cols)
     ctx.update(
         x_shape=x.shape,
         w_mat=w_mat,

@@ -46,6 +46,12 @@ def _per_group(name: str, optimizer: Optimizer, value: Any) -> list[Any]:
     return [value] * len(optimizer.param_groups)
 
 
+def _check_positive_int(name: str, value: Any) -> None:
+    """Raise ValueError naming ``value`` unless it is a positive int (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 class LRScheduler:
     """Base class of the schedulers (``torch.optim.lr_scheduler.LRScheduler``-like).
 
@@ -141,8 +147,7 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size <= 0:
-            raise ValueError(f"step_size must be a positive integer, got {step_size!r}")
+        _check_positive_int("step_size", step_size)
         self.step_size = step_size
         self.gamma = float(gamma)
         super().__init__(optimizer, last_epoch)
@@ -175,8 +180,7 @@ class LinearLR(LRScheduler):
             raise ValueError(f"start_factor must be in (0, 1], got {start_factor!r}")
         if not 0 <= end_factor <= 1:
             raise ValueError(f"end_factor must be in [0, 1], got {end_factor!r}")
-        if isinstance(total_iters, bool) or not isinstance(total_iters, int) or total_iters <= 0:
-            raise ValueError(f"total_iters must be a positive integer, got {total_iters!r}")
+        _check_positive_int("total_iters", total_iters)
         self.start_factor = float(start_factor)
         self.end_factor = float(end_factor)
         self.total_iters = total_iters
@@ -230,8 +234,7 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
-        if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max <= 0:
-            raise ValueError(f"T_max must be a positive integer, got {T_max!r}")
+        _check_positive_int("T_max", T_max)
         self.T_max = T_max
         self.eta_min = float(eta_min)
         super().__init__(optimizer, last_epoch)
