@@ -213,7 +213,7 @@ def test_activations_view(page: object, server: str) -> None:
     page.goto(server + "#activations")
     wait_text(page, "#x-meta", "lenet5")
     wait_text(page, "#x-input-caption", "test image 0")
-    assert page.locator("#x-preds .pred:not(.head)").count() == 5
+    sync_api.expect(page.locator("#x-preds .pred:not(.head)")).to_have_count(5)  # waits for the render
     # load another checkpoint
     page.select_option("#x-checkpoint", "lenet5-shapes/last.safetensors")
     wait_text(page, "#x-meta", "epoch 5")
@@ -223,9 +223,9 @@ def test_activations_view(page: object, server: str) -> None:
     cls = thumb.get_attribute("title").split(": ")[1]
     thumb.click()
     wait_text(page, "#x-input-caption", "test image 4")
-    assert page.locator("#x-preds .pred.top .name").inner_text() == cls
+    sync_api.expect(page.locator("#x-preds .pred.top .name")).to_have_text(cls)
     # every layer's feature maps, and the first layer's filters
-    assert page.locator("#x-layers .layer").count() == 12
+    sync_api.expect(page.locator("#x-layers .layer")).to_have_count(12)
     wait_text(page, "#x-layers .layer >> nth=0", "after convolution")
     wait_text(page, "#x-layers .layer >> nth=1", "after ReLU")
     wait_text(page, "#x-layers .layer >> nth=2", "after pooling")
