@@ -146,6 +146,20 @@ def neg_backward(g: Any, ctx: Context) -> tuple[Any]:
 neg = Op(neg_forward, neg_backward)
 
 
+def abs_forward(a: Any) -> tuple[Any, Context]:
+    """|a| element-wise."""
+    xp = array_namespace(a)
+    return xp.abs(a), Context(a=a)
+
+
+def abs_backward(g: Any, ctx: Context) -> tuple[Any]:
+    """∂|a|/∂a = sign(a) (0 at a = 0, as in PyTorch)."""
+    return (g * array_namespace(g).sign(ctx.a),)
+
+
+abs_ = Op(abs_forward, abs_backward, name="abs")
+
+
 def matmul_forward(a: Any, b: Any) -> tuple[Any, Context]:
     """a @ b: [..., m, k] @ [..., k, n] → [..., m, n] (1-D operands as vectors, as in NumPy)."""
     xp = array_namespace(a, b)
@@ -358,7 +372,9 @@ def _concat_meta(*arrays: Any, axis: int = 0) -> Meta:
     first = list(arrays[0].shape)
     ax = axis % len(first)
     for a in arrays[1:]:
-        if len(a.shape) != len(first) or any(x != y for i, (x, y) in enumerate(zip(a.shape, first)) if i != ax):
+        if len(a.shape) != len(first) or any(
+            x != y for i, (x, y) in enumerate(zip(a.shape, first, strict=False)) if i != ax
+        ):
             raise ValueError(f"concatenate: shapes {[tuple(a.shape) for a in arrays]} differ outside axis {axis}")
     first[ax] = sum(a.shape[ax] for a in arrays)
     return Meta(tuple(first))
@@ -409,6 +425,7 @@ Tensor.__matmul__ = lambda self, other: matmul(self, other)  # type: ignore[attr
 Tensor.__rmatmul__ = _rev(matmul)  # type: ignore[attr-defined]
 Tensor.__pow__ = lambda self, p: pow_(self, p)  # type: ignore[attr-defined]
 Tensor.__neg__ = lambda self: neg(self)  # type: ignore[attr-defined]
+Tensor.__abs__ = lambda self: abs_(self)  # type: ignore[attr-defined]
 Tensor.__getitem__ = lambda self, index: getitem(self, index.data if isinstance(index, Tensor) else index)  # type: ignore[attr-defined]
 
 
@@ -447,9 +464,22 @@ Tensor.permute = _permute  # type: ignore[attr-defined]
 Tensor.transpose = _transpose  # type: ignore[attr-defined]
 Tensor.T = property(lambda self: permute(self, None))  # type: ignore[attr-defined]
 Tensor.flatten = _flatten  # type: ignore[attr-defined]
-Tensor.sum = lambda self, axis=None, keepdims=False: sum_(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
-Tensor.mean = lambda self, axis=None, keepdims=False: mean(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
-Tensor.max = lambda self, axis=None, keepdims=False: max_(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
+
+
+def _reducer(op: Op) -> Any:
+    def method(self: Tensor, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Tensor:
+        if out is not None:
+            raise TypeError(f"Tensor.{op.__name__}: out= is not supported")
+        result = op(self, axis=axis, keepdims=keepdims)
+        return result if dtype is None else result.astype(dtype)
+
+    method.__doc__ = f"Differentiable {op.__name__} over ``axis`` (NumPy's ``np.{op.__name__}(t)`` lands here too)."
+    return method
+
+
+Tensor.sum = _reducer(sum_)  # type: ignore[attr-defined]
+Tensor.mean = _reducer(mean)  # type: ignore[attr-defined]
+Tensor.max = _reducer(max_)  # type: ignore[attr-defined]
 
 
 def cat(tensors: Any, axis: int = 0) -> Any:

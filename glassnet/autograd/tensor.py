@@ -276,8 +276,41 @@ class Tensor:
             extra = ", requires_grad=True"
         return f"Tensor({body}{extra})"
 
-    # -- differentiable operators (defined in ops.py, attached below) ----------------------
+    # -- comparisons: element-wise, not differentiable (boolean tensors, as in PyTorch) -----
+    __hash__ = object.__hash__
+
+    def _compare(self, other: Any, fn: Callable[[Any, Any], Any]) -> Tensor:
+        return Tensor(fn(self.data, other.data if isinstance(other, Tensor) else other))
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, lambda a, b: a != b)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a >= b)
+
+    def __invert__(self) -> Tensor:
+        return Tensor(~self.data)
+
+    def __and__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a & b)
+
+    def __or__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a | b)
+
     def argmax(self, axis: int | None = None) -> np.ndarray:
+        """Index of the maximum (not differentiable), as a NumPy array."""
         return np.argmax(self.numpy(), axis=axis)
 
 

@@ -24,7 +24,7 @@ from .layers import (
     Tanh,
     no_grad,
 )
-from .module import Module, Parameter
+from .module import Module, Parameter, RemovableHandle
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -45,6 +45,7 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "RemovableHandle",
     "Residual",
     "Sequential",
     "Sigmoid",
