@@ -167,9 +167,9 @@ def test_state_dict_keys_are_torchvisions(torch: Any, aux_logits: bool) -> None:
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-10), (np.float32, 1e-3)], ids=["float64", "float32"])
+@pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-10), (np.float32, 1e-4)], ids=["float64", "float32"])
 def test_forward_matches_torch(torch: Any, dtype: Any, tol: float) -> None:
-    """Same weights (random BN statistics too) → same logits: float64 to 1e-10, float32 to 1e-3."""
+    """Same weights (random BN statistics too) → same logits: float64 to 1e-10, float32 to 1e-4 (of the largest)."""
     model = googlenet(rng=0).eval()
     state = random_state(model)
     model.load_state_dict(state)
