@@ -325,9 +325,35 @@ def test_allow_list_is_small() -> None:
     }
     for (m, _), obj in ALLOWED_GLOBALS.items():
         if m == "torch._utils":
-            assert obj.__module__ == "glassnet.interop.pth"
+            assert obj._fn.__module__ == "glassnet.interop.pth"
         if m == "torch":
             assert isinstance(obj, StorageType) and not callable(obj)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [Op.glob("torch._utils", "_rebuild_tensor_v2"), Op.glob("torch", "FloatStorage")],
+    ids=["function", "storage-type"],
+)
+def test_build_on_allowed_objects_refused(tmp_path: Path, target: bytes) -> None:
+    """BUILD (set state) on an allow-listed object, e.g. to change a function's __defaults__, is refused."""
+    from glassnet.interop.pth import ALLOWED_GLOBALS as allowed
+
+    state = b"(N}" + Op.text("__defaults__") + Op.ints((1,)) + b"st"  # (None, {"__defaults__": (1,)})
+    raw = legacy_file(state_dict([("x", target + state + b"b")]), [])
+    with pytest.raises(PthError, match="refusing to set state"):
+        load_pth(write(tmp_path, "build.pth", raw))
+    assert allowed[("torch._utils", "_rebuild_tensor_v2")]._fn.__defaults__ == (False,)
+
+
+def test_expanded_tensors(tmp_path: Path) -> None:
+    """A stride-0 ("expanded") tensor reads fine when modest, and is refused when it would blow up."""
+    pid = storage_pid("FloatStorage", "0", 1, True)
+    ok = legacy_file(state_dict([("x", tensor(pid, 0, (3, 4), (0, 0)))]), [("0", np.array([2.5], np.float32))])
+    np.testing.assert_array_equal(load_pth(write(tmp_path, "ok.pth", ok))["x"], np.full((3, 4), 2.5, np.float32))
+    big = legacy_file(state_dict([("x", tensor(pid, 0, (2**20, 2**20), (0, 0)))]), [("0", np.zeros(1, np.float32))])
+    with pytest.raises(PthError, match="refusing to expand"):
+        load_pth(write(tmp_path, "big.pth", big))
 
 
 def test_module_persistent_id_refused(tmp_path: Path) -> None:

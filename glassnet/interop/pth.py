@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import math
 import os
 import pickle
 import zipfile
@@ -52,6 +53,7 @@ import numpy as np
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+MAX_EXPANDED = 2**26  # elements a tensor may have beyond its storage's (stride-0 "expanded" tensors)
 
 
 class PthError(ValueError):
@@ -148,6 +150,12 @@ class _LazyTensor:
             raise PthError(f"storage {base.key!r} has no data in the file")
         if any(s == 0 for s in self.size):
             return np.zeros(self.size, dtype=_out_dtype(base.stype))
+        count = math.prod(self.size)
+        if count > max(length, MAX_EXPANDED):
+            raise PthError(
+                f"tensor of size {self.size} has {count} elements, more than its storage's {length}: "
+                f"refusing to expand beyond {MAX_EXPANDED}"
+            )
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
         if last >= length:
             raise PthError(
@@ -201,11 +209,33 @@ def _rebuild_parameter(data: Any, requires_grad: Any = True, backward_hooks: Any
     return data
 
 
+class _Rebuild:
+    """An allow-listed function as the unpickler hands it out: callable, but a pickle's BUILD
+    cannot set attributes on it (a plain function would let a file change its ``__defaults__``)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Any) -> None:
+        object.__setattr__(self, "_fn", fn)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("read-only")
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError(f"refusing to set state on {self._fn.__name__}")
+
+    def __repr__(self) -> str:
+        return f"<glassnet {self._fn.__name__}>"
+
+
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_tensor"): _Rebuild(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): _Rebuild(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): _Rebuild(_rebuild_parameter),
     **{("torch", name): stype for name, stype in STORAGE_TYPES.items()},
 }
 """(module, name) → the object it resolves to. Everything else is refused."""
