@@ -265,8 +265,7 @@ def test_forward_matches_torch_twin_float64(torch: Any, image_size: int, input_s
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-10 * max(1.0, np.abs(ref).max()))
 
 
-@pytest.mark.torch
-def test_dynamic_padding_differs_from_static_off_size(torch: Any) -> None:
+def test_dynamic_padding_differs_from_static_off_size() -> None:
     """Why ``image_size`` exists: at 97×97 the package's 224-padding is not TensorFlow's per-input rule."""
     state = random_state(efficientnet_lite0(rng=0))
     dyn, fixed = efficientnet_lite0(rng=0).eval(), efficientnet_lite0(image_size=224, rng=0).eval()
