@@ -60,8 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import as_float
-from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, Module, Sequential
+from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, Module, ReLU6, Sequential
 from ..nn.init import make_rng
 
 BN_EPS = 1e-3
@@ -86,14 +85,6 @@ VARIANTS: dict[str, tuple[float, float, int, float]] = {
     "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
 }
 """Name → (width multiplier, depth multiplier, native input size, dropout rate)."""
-
-
-class ReLU6(Module):
-    """min(max(0, x), 6), element-wise (forward only; the shape is unchanged)."""
-
-    def forward(self, x: Any) -> np.ndarray:
-        x = as_float(x, "ReLU6 input")
-        return np.clip(x, x.dtype.type(0), x.dtype.type(6))
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -169,7 +160,6 @@ class MBConvBlock(Module):
         return self.stride == 1 and self.in_channels == self.out_channels
 
     def forward(self, x: Any) -> np.ndarray:
-        x = as_float(x, "MBConvBlock input")
         h = x
         if self.expand_ratio != 1:
             h = self._act0(self._bn0(self._expand_conv(h)))

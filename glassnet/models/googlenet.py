@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import as_float
+from ..autograd.ops import cat
 from ..nn import (
     AdaptiveAvgPool2d,
     BatchNorm2d,
@@ -127,8 +127,7 @@ class Inception(Concat):
         )
 
     def forward(self, x: Any) -> np.ndarray:
-        x = as_float(x, "Inception input")
-        return np.concatenate([b(x) for b in self._modules.values()], axis=1)
+        return cat([b(x) for b in self._modules.values()], axis=1)
 
 
 class InceptionAux(Module):
@@ -239,7 +238,6 @@ class GoogLeNet(Module):
 
     def forward(self, x: Any) -> Any:
         """Logits [N, num_classes]; ``(logits, aux2, aux1)`` in training mode with ``aux_logits``."""
-        x = as_float(x, "GoogLeNet input")
         if self.transform_input:
             x = self._transform(x)
         aux: dict[str, np.ndarray] = {}

@@ -278,6 +278,12 @@ class ReLU(_OpLayer):
     op = F.relu
 
 
+class ReLU6(_OpLayer):
+    """min(max(0, x), 6), element-wise (MobileNet, EfficientNet-Lite)."""
+
+    op = F.relu6
+
+
 class LeakyReLU(_OpLayer):
     """x for x > 0, negative_slope·x otherwise."""
 
