@@ -1,4 +1,8 @@
-"""Bringing weights in from other frameworks: PyTorch ``.pth`` files read without torch.
+"""Bringing weights in from other frameworks and handing them back.
+
+:mod:`.pth`: PyTorch ``.pth`` files read without torch; :mod:`.torch_state`: torchvision-layout
+state dicts loaded into zoo models (:func:`load_torch_state`) and written back
+(:func:`save_torch_state`).
 
 :func:`load_pth` reads a state dict (name → NumPy array) from either of torch's file
 formats through an allow-list unpickler that runs nothing from the file;
@@ -16,8 +20,14 @@ from .pth import (
     read_pth_object,
     sha256_file,
 )
+from .torch_state import TORCH_LAYOUTS, TorchStateError, load_torch_state, read_state, save_torch_state
 
 __all__ = [
+    "TORCH_LAYOUTS",
+    "TorchStateError",
+    "load_torch_state",
+    "read_state",
+    "save_torch_state",
     "ALLOWED_GLOBALS",
     "STORAGE_TYPES",
     "PthError",
