@@ -310,7 +310,7 @@ def test_batchnorm_uses_running_stats_in_eval() -> None:
 
 
 def test_freeze_gives_no_gradients() -> None:
-    model = _net()
+    model = _net().eval()  # a frozen batch norm normalises with running statistics, as in eval
     x, g = _rng(9).standard_normal((2, 1, 6, 6)), np.ones((2, 4))
     dx_before = _forward_backward(model, x, g)
     assert model.freeze() is model
@@ -744,3 +744,19 @@ def test_strided_conv_module_equals_subsampled() -> None:
     conv_s1 = nn.Conv2d(1, 2, 3, stride=1, padding=1, rng=0)
     x = _rng(18).standard_normal((1, 1, 9, 9)).astype(np.float32)
     np.testing.assert_allclose(conv_s2(x), conv_s1(x)[:, :, ::2, ::2], rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_batchnorm_uses_and_keeps_running_statistics() -> None:
+    bn = nn.BatchNorm2d(2, dtype=np.float64)
+    bn.running_mean[...] = [0.5, -1.0]
+    bn.running_var[...] = [2.0, 0.25]
+    x = _rng(40).standard_normal((4, 2, 3, 3))
+    bn.freeze().train()
+    out = bn(x)
+    expected = (x - bn.running_mean.reshape(1, 2, 1, 1)) / np.sqrt(bn.running_var.reshape(1, 2, 1, 1) + 1e-5)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    np.testing.assert_array_equal(bn.running_mean, [0.5, -1.0])
+    assert int(bn.num_batches_tracked) == 0
+    bn.unfreeze()
+    bn(x)
+    assert int(bn.num_batches_tracked) == 1 and bn.running_mean[0] != 0.5

@@ -485,9 +485,13 @@ class _BatchNorm(Module):
                 f"{type(self).__name__}({self.num_features}) expected {want} input "
                 f"with C = {self.num_features}, got shape {tuple(x.shape)}"
             )
-        use_batch = self.training or not self.track_running_stats
+        # A frozen batch norm (affine, every parameter requires_grad=False) normalises with its
+        # running statistics and leaves them alone, in training too: fine-tuning a head on a
+        # frozen pretrained network must not shift the features it was trained on (Keras's rule).
+        frozen = self.affine and self.track_running_stats and not self.weight.requires_grad
+        use_batch = (self.training and not frozen) or not self.track_running_stats
         tracing = type(x.data).__name__ == "MetaArray"
-        if self.training and self.track_running_stats and not tracing:
+        if use_batch and self.track_running_stats and not tracing:
             self.num_batches_tracked += 1
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias, use_batch, self.momentum, self.eps

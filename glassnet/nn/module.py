@@ -243,7 +243,11 @@ class Module:
         return self.train(False)
 
     def freeze(self) -> Module:
-        """Mark every parameter as not trainable (transfer learning: keep the features)."""
+        """Mark every parameter as not trainable (transfer learning: keep the features).
+
+        Frozen batch norms also stop updating and using batch statistics: they normalise with
+        their running statistics even in training mode (as Keras does for non-trainable layers).
+        """
         for p in self.parameters():
             p.requires_grad = False
             p.grad = None
