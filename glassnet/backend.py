@@ -40,14 +40,64 @@ def set_default_dtype(dtype: Any) -> None:
 
 
 def array_namespace(*arrays: Any) -> Any:
-    """Return the array module (``numpy`` or ``cupy``) the given arrays live in."""
-    for a in arrays:
-        mod = type(a).__module__
-        if mod.startswith("cupy"):
-            import cupy  # type: ignore[import-not-found]
+    """The Array-API namespace of the given arrays (NumPy, CuPy, array-api-strict, ...).
 
-            return cupy
-    return np
+    Plain NumPy arrays get ``array_api_compat.numpy`` (NumPy with the standard's names:
+    ``permute_dims``, ``concat``, ...); every op written against it runs unchanged on CuPy
+    and on ``array_api_strict``. Python numbers and None are ignored.
+    """
+    import array_api_compat
+
+    arrays = tuple(a for a in arrays if hasattr(a, "shape") and not isinstance(a, np.generic))
+    if not arrays or all(isinstance(a, np.ndarray) for a in arrays):
+        return _np_namespace()
+    return array_api_compat.array_namespace(*arrays)
+
+
+@functools.cache
+def _np_namespace() -> Any:
+    import array_api_compat.numpy
+
+    return array_api_compat.numpy
+
+
+def device_of(x: Any) -> Any:
+    """The device an array lives on ("cpu" for NumPy)."""
+    if isinstance(x, np.ndarray):
+        return "cpu"
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy copy (or view) of any array: CuPy is copied to the host, array-api-strict unwrapped."""
+    if isinstance(x, np.ndarray):
+        return x
+    mod = type(x).__module__
+    if mod.startswith("cupy"):
+        return x.get()
+    if hasattr(x, "__dlpack__") and not isinstance(x, np.generic):
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, RuntimeError, BufferError):
+            pass
+    if mod.startswith("array_api_strict"):
+        return np.asarray(x._array)
+    return np.asarray(x)
+
+
+def move(x: Any, device: Any) -> Any:
+    """``x`` on ``device``: "cpu" (NumPy) or "cuda" (CuPy, from the optional ``glassnet[gpu]`` extra)."""
+    if device in (None, "cpu"):
+        return to_numpy(x)
+    if device == "cuda":
+        try:
+            import cupy  # type: ignore[import-not-found]
+        except ImportError as e:
+            raise RuntimeError(f"device 'cuda' needs CuPy: {install_hint('gpu', 'cupy-cuda12x')}") from e
+        return cupy.asarray(to_numpy(x))
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def as_float(x: Any, name: str = "input", dtype: Any = None) -> np.ndarray:
@@ -57,10 +107,18 @@ def as_float(x: Any, name: str = "input", dtype: Any = None) -> np.ndarray:
     and Python sequences are converted to ``dtype`` (default: the default dtype).
     Other float widths (float16) raise ``TypeError``.
     """
-    xp = array_namespace(x)
-    if isinstance(x, xp.ndarray) and x.dtype in _SUPPORTED and dtype is None:
+    if hasattr(x, "data") and type(x).__name__ in ("Tensor", "Parameter"):
+        x = x.data
+    if isinstance(x, np.ndarray) and x.dtype in _SUPPORTED and dtype is None:
         return x
-    arr = xp.asarray(x)
+    if not isinstance(x, np.ndarray) and hasattr(x, "__array_namespace__"):
+        if x.dtype in _SUPPORTED and dtype is None:
+            return x
+        xp = array_namespace(x)
+        if dtype is None and str(x.dtype).startswith("float"):
+            raise TypeError(f"{name}: dtype {x.dtype} is not supported; use float32 or float64")
+        return xp.astype(x, np.dtype(dtype) if dtype is not None else _default_dtype)
+    arr = np.asarray(x)
     if arr.dtype in _SUPPORTED and dtype is None:
         return arr
     if arr.dtype.kind == "f" and dtype is None:
@@ -195,3 +253,29 @@ def keep_freed_memory() -> bool:
     ok_trim = mallopt(m_trim_threshold, 2**31 - 1)
     ok_mmap = mallopt(m_mmap_threshold, 2**30)
     return bool(ok_trim and ok_mmap)
+
+
+def install_hint(extra: str, packages: str = "") -> str:
+    """The command that installs glassnet's optional ``extra`` in the environment this runs in.
+
+    In a uv-managed checkout of glassnet (``uv run``, or a ``.venv`` made by uv next to
+    glassnet's pyproject.toml) that is ``uv sync --extra EXTRA``; in another uv environment
+    ``uv pip install 'glassnet[EXTRA]'``; otherwise ``pip install 'glassnet[EXTRA]'``.
+    ``packages`` (e.g. "cupy-cuda12x") is mentioned as the direct alternative.
+    """
+    import os
+    import sys
+    from pathlib import Path
+
+    prefix = Path(sys.prefix)
+    cfg = prefix / "pyvenv.cfg"
+    made_by_uv = bool(os.environ.get("UV")) or (cfg.is_file() and "uv =" in cfg.read_text(errors="replace"))
+    project = prefix.parent / "pyproject.toml"
+    in_checkout = project.is_file() and 'name = "glassnet"' in project.read_text(errors="replace")
+    if made_by_uv and in_checkout:
+        cmd = f"uv sync --extra {extra}"
+    elif made_by_uv:
+        cmd = f"uv pip install 'glassnet[{extra}]'"
+    else:
+        cmd = f"pip install 'glassnet[{extra}]'"
+    return cmd + (f" (or install {packages} directly)" if packages else "")

@@ -362,10 +362,10 @@ def predict(checkpoint: str, images: tuple[str, ...], top_k: int, invert: bool) 
     """Top-k classes with probabilities for image files (resized to the model's input)."""
     import numpy as np
 
+    from .autograd import no_grad
     from .checkpoint import load_checkpoint
     from .data import load_image
     from .functional import softmax
-    from .nn import no_grad
 
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model().eval()
@@ -387,7 +387,7 @@ def predict(checkpoint: str, images: tuple[str, ...], top_k: int, invert: bool) 
                 :, None, None
             ]
         with no_grad():
-            probs = softmax(model(img[None]), axis=1)[0]
+            probs = softmax(model(img[None]), axis=1).numpy()[0]
         order = np.argsort(-probs)[:top_k]
         click.echo(path)
         for i in order:
@@ -599,8 +599,8 @@ def demo() -> None:
     x = rng.random((8, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, 8)
     logits = model(x)
-    loss, ctx = F.cross_entropy_forward(logits, y)
-    model.backward(F.cross_entropy_backward(np.float32(1.0), ctx)[0])
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
     norms = {n: float(np.linalg.norm(p.grad)) for n, p in model.named_parameters()}
     click.echo(f"LeNet-5 forward: logits {logits.shape}, loss {float(loss):.4f}; backward gradient norms:")
     for n, v in norms.items():

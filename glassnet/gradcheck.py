@@ -5,9 +5,13 @@
 * a :class:`glassnet.nn.Module`: checks the gradient with respect to the input and
   to every trainable parameter (the module is converted to float64 for the check and
   restored afterwards);
-* an :class:`glassnet.functional.Op` (``glassnet.functional.conv2d``, …) or any object
-  with ``forward(*inputs, **options) -> (out, ctx)`` and ``backward(grad, ctx)``:
-  checks every float array input whose backward returns a gradient.
+* an :class:`glassnet.autograd.Op` (``glassnet.functional.conv2d``, a custom op, …)
+  or any function of Tensors: checks every floating (or integer) array input, except
+  an op's non-differentiable arguments such as class labels.
+
+Integer inputs are converted to float64 (the lectures' 0/1 images), so a correct
+backward passes whatever the input's dtype. The gradient checked is the one autograd
+computes, i.e. the op's own backward (or the chain of them for a module).
 
 The scalar being differentiated is L = Σ out ⊙ R for a fixed random R, so every
 output element matters. For each input the worst relative error is
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .autograd.tensor import Tensor, enable_grad, no_grad
 from .nn.module import Module
 
 
@@ -74,71 +79,97 @@ def _numeric(f: Any, arr: np.ndarray, eps: float) -> np.ndarray:
     return grad
 
 
+def _scalar(out: Any, weights: np.ndarray) -> float:
+    return float(np.sum(np.asarray(out.data if isinstance(out, Tensor) else out, dtype=np.float64) * weights))
+
+
 def gradcheck(
     target: Any, *inputs: Any, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0, **options: Any
 ) -> GradcheckReport:
     """Compare ``target``'s backward with finite differences; returns a :class:`GradcheckReport`.
 
-    ``inputs`` are converted to float64 copies (integer arrays, e.g. class labels,
-    are passed through unchanged and not differentiated). ``options`` go to forward.
+    ``inputs`` are converted to float64 copies; integer arrays are converted too, except
+    where the op declares the argument non-differentiable (class labels), and those are
+    passed through unchanged. ``options`` go to the op or function.
     """
     rng = np.random.default_rng(seed)
-    args = [np.array(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else a for a in inputs]
     report = GradcheckReport(tol=tol)
     if isinstance(target, Module):
-        saved = {name: (p.data, p.grad) for name, p in target.named_parameters()}
-        buffers = target.state_dict()
-        original_buffers = [(m, dict(m._buffers)) for m in target.modules()]
-        rngs = [
-            (m, m.rng.bit_generator.state)
-            for m in target.modules()
-            if isinstance(getattr(m, "rng", None), np.random.Generator)
-        ]
-
-        def restore() -> None:
-            for m, state in rngs:
-                m.rng.bit_generator.state = state
-            target.load_state_dict({k: v for k, v in buffers.items() if k not in saved}, strict=False)
-
-        try:
-            target.to(np.float64)
-            x = args[0]
-            restore()
-            out = target.forward(x)
-            weights = rng.standard_normal(np.shape(out))
-            target.zero_grad()
-            dx = target.backward(weights.copy())
-            params = [(n, p) for n, p in target.named_parameters() if p.requires_grad]
-            analytic = {n: (p.grad if p.grad is not None else np.zeros_like(p.data)) for n, p in params}
-
-            def f() -> float:
-                restore()
-                return float(np.sum(target.forward(x) * weights))
-
-            report.errors["input"] = _rel_error(dx, _numeric(f, x, eps))
-            for n, p in params:
-                report.errors[n] = _rel_error(analytic[n], _numeric(f, p.data, eps))
-        finally:
-            for name, p in target.named_parameters():
-                p.data, p.grad = saved[name]
-            restore()
-            for m, bufs in original_buffers:
-                m._buffers.update(bufs)
-        return report
-
-    if not (hasattr(target, "forward") and hasattr(target, "backward")):
+        return _check_module(target, inputs, rng, eps, report)
+    if not callable(target):
         raise TypeError(f"gradcheck: expected a Module or an op with forward/backward, got {target!r}")
-    out, ctx = target.forward(*args, **options)
-    weights = rng.standard_normal(np.shape(out))
-    grads = target.backward(weights.copy() if np.ndim(out) else np.float64(weights), ctx)
+    skip = set(getattr(target, "nondifferentiable", ()))
+    names = getattr(target, "params", None)
+    tensors: list[Any] = []
+    for i, a in enumerate(inputs):
+        name = names[i] if names and i < len(names) and not getattr(target, "varargs", False) else None
+        arr = np.asarray(a)
+        if arr.dtype.kind in "biuf" and arr.ndim > 0 and name not in skip:
+            tensors.append(Tensor(arr.astype(np.float64), requires_grad=True))
+        else:
+            tensors.append(a)
+    with enable_grad():
+        out = target(*tensors, **options)
+    if not isinstance(out, Tensor) or not out.requires_grad:
+        return report
+    weights = rng.standard_normal(out.shape)
+    (out * weights).sum().backward()
 
     def g() -> float:
-        return float(np.sum(target.forward(*args, **options)[0] * weights))
+        with no_grad():
+            return _scalar(target(*tensors, **options), weights)
 
-    names = getattr(target, "input_names", None)
-    for i, (a, ga) in enumerate(zip(args, grads, strict=False)):
-        if ga is None or not isinstance(a, np.ndarray) or a.dtype != np.float64:
+    labels = getattr(target, "input_names", None)
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor) or t.grad is None:
             continue
-        name = names[i] if names and i < len(names) else f"input {i}"
-        report.errors[name] = _rel_error(np.asarray(ga), _numeric(g, a, eps))
+        name = labels[i] if labels and i < len(labels) else f"input {i}"
+        report.errors[name] = _rel_error(np.asarray(t.grad), _numeric(g, t.data, eps))
+    return report
+
+
+def _check_module(
+    target: Module, inputs: tuple[Any, ...], rng: np.random.Generator, eps: float, report: GradcheckReport
+) -> GradcheckReport:
+    saved = {name: (p.data, p.grad) for name, p in target.named_parameters()}
+    buffers = target.state_dict()
+    original_buffers = [(m, dict(m._buffers)) for m in target.modules()]
+    rngs = [
+        (m, m.rng.bit_generator.state)
+        for m in target.modules()
+        if isinstance(getattr(m, "rng", None), np.random.Generator)
+    ]
+
+    def restore() -> None:
+        for m, state in rngs:
+            m.rng.bit_generator.state = state
+        target.load_state_dict({k: v for k, v in buffers.items() if k not in saved}, strict=False)
+
+    try:
+        target.to(np.float64)
+        x = Tensor(np.array(inputs[0], dtype=np.float64), requires_grad=True)
+        restore()
+        target.zero_grad()
+        with enable_grad():
+            out = target(x)
+        weights = rng.standard_normal(out.shape)
+        (out * weights).sum().backward()
+        params = [(n, p) for n, p in target.named_parameters() if p.requires_grad]
+        analytic = {n: (p.grad if p.grad is not None else np.zeros_like(p.data)) for n, p in params}
+        dx = x.grad if x.grad is not None else np.zeros_like(x.data)
+
+        def f() -> float:
+            restore()
+            with no_grad():
+                return _scalar(target(x), weights)
+
+        report.errors["input"] = _rel_error(dx, _numeric(f, x.data, eps))
+        for n, p in params:
+            report.errors[n] = _rel_error(analytic[n], _numeric(f, p.data, eps))
+    finally:
+        for name, p in target.named_parameters():
+            p.data, p.grad = saved[name]
+        restore()
+        for m, bufs in original_buffers:
+            m._buffers.update(bufs)
     return report

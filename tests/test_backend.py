@@ -122,3 +122,20 @@ def test_split_max_pool_is_exact(three_workers: None, monkeypatch: pytest.Monkey
     np.testing.assert_array_equal(dx3, dx1)
     with pytest.raises(ValueError, match=r"\(7, 3, 9, 8\)|9"):
         F.max_pool2d(x, kernel_size=12)
+
+
+def test_install_hint_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import sys
+
+    from glassnet.backend import install_hint
+
+    venv = tmp_path / "proj" / ".venv"
+    venv.mkdir(parents=True)
+    monkeypatch.delenv("UV", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    (venv / "pyvenv.cfg").write_text("home = /usr\n")
+    assert install_hint("gpu") == "pip install 'glassnet[gpu]'"
+    (venv / "pyvenv.cfg").write_text("home = /usr\nuv = 0.9.0\n")
+    assert install_hint("gpu", "cupy-cuda12x") == "uv pip install 'glassnet[gpu]' (or install cupy-cuda12x directly)"
+    (tmp_path / "proj" / "pyproject.toml").write_text('[project]\nname = "glassnet"\n')
+    assert install_hint("pretrained") == "uv sync --extra pretrained"

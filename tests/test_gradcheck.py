@@ -690,10 +690,10 @@ def _directional_check(model: nn.Module, x: np.ndarray, names: list[str], seed: 
     """Directional derivative along a random direction V for each named parameter:
     (L(P + hV) − L(P − hV)) / 2h must equal Σ grad ⊙ V (cheap for large weight matrices)."""
     rng = _rng(seed)
-    out = model.forward(x)
+    out = model(x)
     r = rng.standard_normal(out.shape)
     model.zero_grad()
-    model.backward(r)
+    out.backward(r)
     params = dict(model.named_parameters())
     h = 1e-6
     for name in names:
@@ -732,24 +732,30 @@ def test_lenet5_classic_directional() -> None:
 # -------------------------------------------------------------------------------- gradcheck checks itself
 
 
+def _scale_op(wrong_input: bool = False, wrong_weight: bool = False) -> F.Op:
+    """y = x ⊙ w (one weight per feature) as a custom op, with optionally broken backward passes."""
+
+    def forward(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, F.Context]:
+        return x * w, F.Context(x=x, w=w)
+
+    def backward(grad: np.ndarray, ctx: F.Context) -> tuple[np.ndarray, np.ndarray]:
+        dw = (grad * ctx.x).sum(axis=0)
+        dx = grad * ctx.w
+        return (-dx if wrong_input else dx), (2 * dw if wrong_weight else dw)
+
+    return F.Op(forward, backward, name="scale")
+
+
 class _Scale(nn.Module):
-    """y = x ⊙ w (one weight per feature) with optionally broken backward passes."""
+    """A forward-only module whose math is the custom op above."""
 
     def __init__(self, n: int, wrong_input: bool = False, wrong_weight: bool = False) -> None:
         super().__init__()
         self.weight = nn.Parameter(np.linspace(0.5, 1.5, n))
-        self.wrong_input, self.wrong_weight = wrong_input, wrong_weight
+        self.op = _scale_op(wrong_input, wrong_weight)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._ctx = x
-        return x * self.weight.data
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        x = self._saved()
-        dw = (grad_output * x).sum(axis=0)
-        self.weight.accumulate(2 * dw if self.wrong_weight else dw)
-        dx = grad_output * self.weight.data
-        return -dx if self.wrong_input else dx
+    def forward(self, x: Any) -> Any:
+        return self.op(x, self.weight)
 
 
 def test_gradcheck_passes_a_correct_module() -> None:
@@ -814,8 +820,7 @@ def test_gradcheck_report_names_every_parameter() -> None:
 def test_gradcheck_leaves_the_module_as_it_was() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2, rng=1))
     before = model.state_dict()
-    model.forward(np.ones((1, 1, 4, 4), dtype=np.float32))
-    model.backward(np.ones((1, 2), dtype=np.float32))
+    model(np.ones((1, 1, 4, 4), dtype=np.float32)).backward(np.ones((1, 2), dtype=np.float32))
     grads = {n: p.grad.copy() for n, p in model.named_parameters()}
     glassnet.gradcheck(model, _rng(30).standard_normal((2, 1, 4, 4))).assert_ok()
     for name, p in model.named_parameters():

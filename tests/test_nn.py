@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import glassnet
 from glassnet import functional as F
 from glassnet import nn
 from glassnet.models import alexnet, lenet5
@@ -190,8 +191,10 @@ def test_num_batches_tracked_counts_training_forwards_only() -> None:
 
 
 def _forward_backward(model: nn.Module, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    model(x)
-    return model.backward(grad)
+    """Forward, then backward from ``grad`` at the output; returns the input gradient."""
+    xt = glassnet.Tensor(x, requires_grad=True)
+    model(xt).backward(grad)
+    return xt.grad
 
 
 def test_zero_grad() -> None:
@@ -253,18 +256,22 @@ def test_dropout_is_the_identity_in_eval() -> None:
     drop.eval()
     out = drop(x)
     np.testing.assert_array_equal(out, x)
-    np.testing.assert_array_equal(drop.backward(np.ones_like(x)), np.ones_like(x))
+    xt = glassnet.Tensor(x, requires_grad=True)
+    drop(xt).backward(np.ones_like(x))
+    np.testing.assert_array_equal(xt.grad, np.ones_like(x))
 
 
 def test_dropout_in_training_keeps_the_expected_value() -> None:
     drop = nn.Dropout(0.3, rng=1)
-    x = np.ones((200, 200))
-    out = drop(x)
+    x = glassnet.Tensor(np.ones((200, 200)), requires_grad=True)
+    out = drop(x).numpy()
     kept = out != 0
     np.testing.assert_allclose(out[kept], 1 / 0.7)
     assert abs(kept.mean() - 0.7) < 0.01
     assert abs(out.mean() - 1.0) < 0.02
-    np.testing.assert_array_equal(drop.backward(np.ones_like(x)) != 0, kept)
+    drop.rng = np.random.default_rng(1)
+    drop(x).backward(np.ones((200, 200)))
+    np.testing.assert_array_equal(x.grad != 0, kept)
 
 
 def test_batchnorm_updates_running_stats_in_training() -> None:
@@ -427,7 +434,7 @@ def test_to_float64_and_back() -> None:
     x = _rng(12).standard_normal((2, 1, 6, 6))
     out = model(x)
     assert out.dtype == np.float64
-    model.backward(np.ones_like(out))
+    out.backward(np.ones(out.shape))
     assert all(p.grad.dtype == np.float64 for p in model.parameters())
     model.to(np.float32)
     assert all(p.dtype == np.float32 and p.grad.dtype == np.float32 for p in model.parameters())
@@ -500,45 +507,46 @@ def test_parameter_repr() -> None:
 # ---------------------------------------------------------------------------------------------- no_grad
 
 
-def _all_contexts(model: nn.Module) -> list[Any]:
-    return [m._ctx for m in model.modules() if m._modules == {} or isinstance(m, nn.Residual | nn.Concat)]
-
-
-def test_no_grad_keeps_no_context() -> None:
+def test_no_grad_records_no_graph() -> None:
     model = nn.Sequential(
         _net(),
         nn.Residual(nn.Sequential(nn.Linear(4, 4, rng=0), nn.ReLU()), activation=nn.Tanh()),
         nn.Concat(nn.Identity(), nn.Sigmoid()),
     )
     x = _rng(13).standard_normal((2, 1, 6, 6)).astype(np.float32)
-    with nn.no_grad():
+    model.eval()  # batch norm in eval: no statistics change between the calls
+    with glassnet.no_grad():
         out = model(x)
-    assert all(ctx is None for ctx in _all_contexts(model))
-    with pytest.raises(RuntimeError, match="backward called before forward"):
-        model.backward(np.ones_like(out))
-    model.eval()  # same output as with gradients (batch norm in eval: no statistics change between calls)
-    with nn.no_grad():
-        out_no_grad = model(x)
-    np.testing.assert_array_equal(model(x), out_no_grad)
-    assert all(ctx is not None for ctx in _all_contexts(model))
+    assert out.grad_fn is None and not out.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        out.sum().backward()
+    with_grad = model(x)
+    assert with_grad.grad_fn is not None
+    np.testing.assert_array_equal(with_grad, out)
+    assert nn.no_grad is glassnet.no_grad
 
 
 def test_no_grad_restores_the_mode_after_an_exception() -> None:
     conv = nn.Conv2d(1, 1, 3, rng=0)
-    with pytest.raises(ValueError), nn.no_grad():
+    with pytest.raises(ValueError), glassnet.no_grad():
         conv(np.zeros((1, 2, 4, 4)))
-    conv(np.zeros((1, 1, 4, 4)))
-    assert conv._ctx is not None
+    assert glassnet.is_grad_enabled()
+    assert conv(np.zeros((1, 1, 4, 4))).grad_fn is not None
 
 
-def test_no_grad_after_a_forward_with_grad_drops_the_old_context() -> None:
-    """A forward under no_grad must not leave a stale context for a later backward."""
+def test_enable_grad_inside_no_grad_and_as_decorator() -> None:
     lin = nn.Linear(2, 2, rng=0)
-    lin(np.ones((1, 2)))
-    with nn.no_grad():
-        lin(np.zeros((1, 2)))
-    with pytest.raises(RuntimeError, match="Linear.backward called before forward"):
-        lin.backward(np.ones((1, 2)))
+    with glassnet.no_grad():
+        with glassnet.enable_grad():
+            assert lin(np.ones((1, 2))).requires_grad
+        assert not lin(np.ones((1, 2))).requires_grad
+
+    @glassnet.no_grad()
+    def infer(x: np.ndarray) -> Any:
+        return lin(x)
+
+    assert not infer(np.ones((1, 2))).requires_grad
+    assert glassnet.is_grad_enabled()
 
 
 # ------------------------------------------------------------------------------------------- Sequential

@@ -7,10 +7,8 @@ model or checkpoint), **Activations** (feature maps of every layer, first-layer
 filters, top-k predictions, receptive fields) and **Training** (live loss and
 accuracy curves of the runs under a runs directory).
 
-Needs the ``explorer`` extra (FastAPI, uvicorn, python-multipart)::
-
-    pip install 'glassnet[explorer]'
-    glassnet explore --runs runs --port 8000
+FastAPI, uvicorn and python-multipart are ordinary dependencies, so after the README's
+first command ``uv run glassnet explore --runs runs --port 8000`` serves the page.
 
 :func:`create_app` builds the ASGI app (for tests and embedding); :func:`serve` runs
 it with uvicorn, bound to 127.0.0.1 unless told otherwise.

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from .. import models as zoo
+from ..autograd import Tensor, no_grad
 from ..checkpoint import Checkpoint, CheckpointError, CheckpointMeta, load_checkpoint
 from ..inspect import summary
-from ..nn import Module, Sequential, no_grad
+from ..nn import Module, Sequential
 
 #: Layers whose output is shown under each heading.
 STAGES = {
@@ -301,14 +302,14 @@ class _Tracer:
                 y = original(x, *args, **kwargs)
             finally:
                 self.depth -= 1
-            if not isinstance(y, np.ndarray):
+            if not isinstance(y, np.ndarray | Tensor):
                 return y
             if composite:
                 rf = self.state_of(y) if id(y) in self.states else self._composite_rf(y, rf_in, x_shape, m)
             else:
                 rf = _leaf_rf(m, rf_in, x_shape, y.shape, self.input_hw)
             self.remember(y, rf)
-            self.records.append(Record(name, type(m).__name__, y, rf, composite))
+            self.records.append(Record(name, type(m).__name__, np.asarray(y), rf, composite))
             return y
 
         return forward
@@ -340,6 +341,7 @@ def trace(model: Module, x: np.ndarray) -> tuple[np.ndarray, list[Record]]:
                     continue
                 object.__setattr__(m, "forward", tracer.wrap(name, m))
                 wrapped.append(m)
+            x = Tensor(x)
             tracer.remember(x, RF((0.0, 0.0), (1, 1), (1, 1)))
             with no_grad():
                 out = model(x)

@@ -13,7 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-EXTRA_HINT = "the explorer needs FastAPI, uvicorn and python-multipart: pip install 'glassnet[explorer]'"
+
+def _extra_hint() -> str:
+    from ..backend import install_hint
+
+    return f"the explorer needs FastAPI, uvicorn and python-multipart: {install_hint('explorer')}"
 
 
 class ExplorerStartError(RuntimeError):
@@ -27,7 +31,7 @@ def _require_deps() -> None:
     if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
         missing.append("python-multipart")
     if missing:
-        raise ExplorerStartError(f"{EXTRA_HINT} (missing: {', '.join(missing)})")
+        raise ExplorerStartError(f"{_extra_hint()} (missing: {', '.join(missing)})")
 
 
 def is_loopback(host: str) -> bool:

@@ -48,6 +48,20 @@ def leaky_relu_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
 leaky_relu = Op(leaky_relu_forward, leaky_relu_backward)
 
 
+def relu6_forward(x: Any) -> tuple[np.ndarray, Context]:
+    """ReLU6: min(max(0, x), 6), the activation of MobileNet and EfficientNet-Lite."""
+    x = as_float(x, "relu6 input")
+    return np.clip(x, x.dtype.type(0), x.dtype.type(6)), Context(mask=(x > 0) & (x < 6))
+
+
+def relu6_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
+    """Slope 1 where 0 < x < 6, else 0 (0 at both kinks, as in PyTorch)."""
+    return (np.where(ctx.mask, grad, grad.dtype.type(0)),)
+
+
+relu6 = Op(relu6_forward, relu6_backward)
+
+
 def sigmoid_forward(x: Any) -> tuple[np.ndarray, Context]:
     """σ(x) = 1 / (1 + e^(−x)), squeezing to (0, 1); computed without overflow."""
     x = as_float(x, "sigmoid input")

@@ -277,7 +277,7 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    grad: np.ndarray, ctx: Context, need_dx: bool = True
+    grad: np.ndarray, ctx: Context, need_dx: bool | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of :func:`conv2d_forward`: ``(dx, dweight, dbias or None)``.
 
@@ -288,6 +288,8 @@ def conv2d_backward(
     (the lectures' ∂L/∂filter = Σ ∂L/∂out · image, i.e. a cross-correlation of the
     input with the output gradient); ``dx`` is the transposed convolution of dOut.
     """
+    if need_dx is None:
+        need_dx = ctx.get("needs_input_grad", (True,))[0]
     n, c, h, w = ctx.x_shape
     f, cg, kh, kw = ctx.w_shape
     groups, (ho, wo), (hp, wp) = ctx.groups, ctx.out_hw, ctx.padded

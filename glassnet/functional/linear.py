@@ -36,9 +36,11 @@ def linear_forward(x: Any, weight: Any, bias: Any = None) -> tuple[np.ndarray, C
 
 
 def linear_backward(
-    grad: np.ndarray, ctx: Context, need_dx: bool = True
+    grad: np.ndarray, ctx: Context, need_dx: bool | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """dx = g·W, dW = gᵀ·x (summed over the batch), db = Σ g. ``need_dx=False``: dx is None."""
+    if need_dx is None:
+        need_dx = ctx.get("needs_input_grad", (True,))[0]
     g2 = grad.reshape(-1, grad.shape[-1])
     x2 = ctx.x.reshape(-1, ctx.x.shape[-1])
     dx = grad @ ctx.weight if need_dx else None

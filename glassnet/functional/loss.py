@@ -94,7 +94,7 @@ def cross_entropy_backward(grad: Any, ctx: Context) -> tuple[np.ndarray, None]:
     return (d * _scale(ctx.reduction, n, grad)).astype(ctx.logp.dtype, copy=False), None
 
 
-cross_entropy = Op(cross_entropy_forward, cross_entropy_backward)
+cross_entropy = Op(cross_entropy_forward, cross_entropy_backward, nondifferentiable=("target",))
 
 
 def binary_cross_entropy_with_logits_forward(

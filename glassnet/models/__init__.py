@@ -22,6 +22,8 @@ learning.
 """
 
 from .alexnet import alexnet
+from .efficientnet import EfficientNetLite, MBConvBlock, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
+from .googlenet import GoogLeNet, Inception, googlenet
 from .lenet import lenet5
 from .registry import MODELS, default_input_shape, get_model
 from .resnet import BasicBlock, ResNet, ZeroPadShortcut, resnet18, resnet20, resnet34, resnet_cifar
@@ -30,6 +32,14 @@ from .transfer import find_head, freeze_features, replace_head
 from .vgg import VGG, vgg, vgg11, vgg16
 
 __all__ = [
+    "EfficientNetLite",
+    "GoogLeNet",
+    "Inception",
+    "MBConvBlock",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "googlenet",
     "MODELS",
     "VGG",
     "BasicBlock",

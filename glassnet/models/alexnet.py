@@ -46,10 +46,24 @@ from ..nn.init import make_rng
 
 
 def alexnet(
-    num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, lrn: bool = True, rng: Any = None
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    dropout: float = 0.5,
+    lrn: bool = True,
+    variant: str = "lecture",
+    rng: Any = None,
 ) -> Sequential:
-    """The lecture's AlexNet. Input [N, in_channels, 227, 227] → logits [N, num_classes]."""
+    """AlexNet. Input [N, in_channels, 227, 227] (224 for torchvision's) → logits [N, num_classes].
+
+    ``variant="lecture"``: the lectures' table (96-256-384-384-256 filters, LRN);
+    ``variant="torchvision"``: torchvision's ``alexnet`` (64-192-384-256-256 filters, padding 2
+    on conv1, no LRN; 61,100,840 parameters), whose state dicts load as they are.
+    """
+    if variant not in ("lecture", "torchvision"):
+        raise ValueError(f"alexnet: variant must be 'lecture' or 'torchvision', got {variant!r}")
     gen = make_rng(rng)
+    if variant == "torchvision":
+        return _alexnet_torchvision(num_classes, in_channels, dropout, gen)
 
     def norm() -> list:
         return [LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if lrn else []
@@ -84,4 +98,36 @@ def alexnet(
         OrderedDict(features=features, avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(), classifier=classifier)
     )
     model.name = "AlexNet"
+    return model
+
+
+def _alexnet_torchvision(num_classes: int, in_channels: int, dropout: float, gen: Any) -> Sequential:
+    features = Sequential(
+        Conv2d(in_channels, 64, 11, stride=4, padding=2, rng=gen),
+        ReLU(),
+        MaxPool2d(3, 2),
+        Conv2d(64, 192, 5, padding=2, rng=gen),
+        ReLU(),
+        MaxPool2d(3, 2),
+        Conv2d(192, 384, 3, padding=1, rng=gen),
+        ReLU(),
+        Conv2d(384, 256, 3, padding=1, rng=gen),
+        ReLU(),
+        Conv2d(256, 256, 3, padding=1, rng=gen),
+        ReLU(),
+        MaxPool2d(3, 2),
+    )
+    classifier = Sequential(
+        Dropout(dropout, rng=gen),
+        Linear(256 * 6 * 6, 4096, rng=gen),
+        ReLU(),
+        Dropout(dropout, rng=gen),
+        Linear(4096, 4096, rng=gen),
+        ReLU(),
+        Linear(4096, num_classes, rng=gen),
+    )
+    model = Sequential(
+        OrderedDict(features=features, avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(), classifier=classifier)
+    )
+    model.name = "AlexNet (torchvision)"
     return model

@@ -12,6 +12,14 @@ from typing import Any
 
 from ..nn import Module
 from .alexnet import alexnet
+from .efficientnet import (
+    efficientnet_lite0,
+    efficientnet_lite1,
+    efficientnet_lite2,
+    efficientnet_lite3,
+    efficientnet_lite4,
+)
+from .googlenet import googlenet
 from .lenet import lenet5
 from .resnet import resnet18, resnet20, resnet34
 from .small import tf_cnn, tinyvgg
@@ -29,6 +37,12 @@ MODELS: dict[str, Callable[..., Module]] = {
     "resnet18": resnet18,
     "resnet34": resnet34,
     "resnet20": resnet20,
+    "googlenet": googlenet,
+    "efficientnet_lite0": efficientnet_lite0,
+    "efficientnet_lite1": efficientnet_lite1,
+    "efficientnet_lite2": efficientnet_lite2,
+    "efficientnet_lite3": efficientnet_lite3,
+    "efficientnet_lite4": efficientnet_lite4,
 }
 """Name → builder; every builder takes ``num_classes``, ``in_channels`` and ``rng``."""
 
@@ -44,6 +58,12 @@ _INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "resnet18": (3, 224, 224),
     "resnet34": (3, 224, 224),
     "resnet20": (3, 32, 32),
+    "googlenet": (3, 224, 224),
+    "efficientnet_lite0": (3, 224, 224),
+    "efficientnet_lite1": (3, 240, 240),
+    "efficientnet_lite2": (3, 260, 260),
+    "efficientnet_lite3": (3, 280, 280),
+    "efficientnet_lite4": (3, 300, 300),
 }
 
 
@@ -60,9 +80,23 @@ def _check(name: str) -> str:
     return key
 
 
-def get_model(name: str, **kwargs: Any) -> Module:
-    """Build the model called ``name`` (see :data:`MODELS`) with the builder's keyword arguments."""
-    return MODELS[_check(name)](**kwargs)
+def get_model(name: str, pretrained: bool = False, **kwargs: Any) -> Module:
+    """Build the model called ``name`` (see :data:`MODELS`) with the builder's keyword arguments.
+
+    ``pretrained=True`` loads real ImageNet weights where a package ships them
+    (EfficientNet-Lite0/1/2, the optional extra ``glassnet[pretrained]``); the model is then
+    in eval mode and takes no other arguments.
+    """
+    key = _check(name)
+    if pretrained:
+        from .pretrained import SOURCES, get_pretrained
+
+        if key not in SOURCES:
+            raise ValueError(f"no pretrained weights for {name!r}; available for: {', '.join(sorted(SOURCES))}")
+        if kwargs:
+            raise ValueError(f"pretrained {key} takes no builder arguments, got {sorted(kwargs)}")
+        return get_pretrained(key)
+    return MODELS[key](**kwargs)
 
 
 def default_input_shape(name: str, in_channels: int | None = None) -> tuple[int, int, int]:

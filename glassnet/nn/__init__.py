@@ -19,12 +19,13 @@ from .layers import (
     LogSoftmax,
     MaxPool2d,
     ReLU,
+    ReLU6,
     Sigmoid,
     Softmax,
     Tanh,
     no_grad,
 )
-from .module import Module, Parameter
+from .module import Module, Parameter, RemovableHandle
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -45,6 +46,8 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "ReLU6",
+    "RemovableHandle",
     "Residual",
     "Sequential",
     "Sigmoid",

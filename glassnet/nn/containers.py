@@ -1,6 +1,6 @@
 """Containers: a chain (``Sequential``), a residual block (``Residual``) and parallel
-branches concatenated along channels (``Concat``). Backward visits the children in
-reverse and adds up the gradients where paths join."""
+branches concatenated along channels (``Concat``). Each writes only its forward; where
+paths join, autograd adds up the gradients."""
 
 from __future__ import annotations
 
@@ -8,16 +8,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
-from .layers import _keep
+from ..autograd.ops import cat
 from .module import Module, RFState, Shape, SummaryRow
-
-
-def _skips_input_grad(m: Module) -> bool:
-    from .layers import Conv2d, Linear
-
-    return isinstance(m, Conv2d | Linear | Sequential)
 
 
 class Sequential(Module):
@@ -61,25 +53,10 @@ class Sequential(Module):
         name = idx if isinstance(idx, str) else list(self._modules)[idx]
         self._add(name, module)
 
-    def forward(self, x: Any) -> np.ndarray:
+    def forward(self, x: Any) -> Any:
         for m in self._modules.values():
             x = m(x)
         return x
-
-    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Children's backward in reverse order.
-
-        ``input_grad=False`` (what a training loop wants: nobody uses the gradient with
-        respect to the images) lets the first layer skip computing it, when that layer
-        supports it (Conv2d, Linear, Sequential); the return value is then None.
-        """
-        children = list(self._modules.values())
-        for i in range(len(children) - 1, -1, -1):
-            m = children[i]
-            if i == 0 and not input_grad and _skips_input_grad(m):
-                return m.backward(grad_output, input_grad=False)
-            grad_output = m.backward(grad_output)
-        return grad_output
 
     # output_shape, receptive and summarize: Module's defaults already chain the children.
 
@@ -89,7 +66,7 @@ class Residual(Module):
 
     The ResNet building block: the body learns a residual that is added to the input
     (or to a projection of it, e.g. a strided 1×1 conv, when the shapes change).
-    Backward: the gradient reaches x along both paths and the two are added.
+    The gradient reaches x along both paths, and autograd adds the two.
     """
 
     def __init__(self, body: Module, shortcut: Module | None = None, activation: Module | None = None) -> None:
@@ -102,25 +79,16 @@ class Residual(Module):
         self._has_shortcut = shortcut is not None
         self._has_activation = activation is not None
 
-    def forward(self, x: Any) -> np.ndarray:
+    def forward(self, x: Any) -> Any:
         b = self.body(x)
         s = self.shortcut(x) if self._has_shortcut else x
-        if b.shape != np.shape(s):
+        if tuple(b.shape) != tuple(s.shape):
             raise ValueError(
-                f"Residual: body output {b.shape} and shortcut output {np.shape(s)} differ; "
+                f"Residual: body output {tuple(b.shape)} and shortcut output {tuple(s.shape)} differ; "
                 "give a projection shortcut (e.g. a 1×1 Conv2d with the body's stride)"
             )
         y = b + s
-        if self._has_activation:
-            y = self.activation(y)
-        _keep(self, True)
-        return y
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        self._saved()
-        g = self.activation.backward(grad_output) if self._has_activation else grad_output
-        dx = self.body.backward(g)
-        return dx + (self.shortcut.backward(g) if self._has_shortcut else g)
+        return self.activation(y) if self._has_activation else y
 
     def output_shape(self, input_shape: Shape) -> Shape:
         out = self.body.output_shape(input_shape)
@@ -146,8 +114,7 @@ class Residual(Module):
 class Concat(Module):
     """Parallel branches on the same input, outputs concatenated along channels (axis 1).
 
-    GoogLeNet's Inception module is four such branches. Backward splits the gradient
-    by channel and adds the branches' input gradients.
+    GoogLeNet's Inception module is four such branches.
     """
 
     def __init__(self, *branches: Module) -> None:
@@ -157,22 +124,12 @@ class Concat(Module):
         for i, b in enumerate(branches):
             setattr(self, str(i), b)
 
-    def forward(self, x: Any) -> np.ndarray:
+    def forward(self, x: Any) -> Any:
         outs = [b(x) for b in self._modules.values()]
-        spatial = {o.shape[:1] + o.shape[2:] for o in outs}
+        spatial = {tuple(o.shape[:1]) + tuple(o.shape[2:]) for o in outs}
         if len(spatial) != 1:
-            raise ValueError(f"Concat: branch outputs {[o.shape for o in outs]} differ outside the channel axis")
-        _keep(self, [o.shape[1] for o in outs])
-        return np.concatenate(outs, axis=1)
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        sizes = self._saved()
-        parts = np.split(grad_output, np.cumsum(sizes)[:-1], axis=1)
-        dx = None
-        for b, g in zip(self._modules.values(), parts, strict=True):
-            d = b.backward(np.ascontiguousarray(g))
-            dx = d if dx is None else dx + d
-        return dx
+            raise ValueError(f"Concat: branch outputs {[tuple(o.shape) for o in outs]} differ outside the channel axis")
+        return cat(outs, axis=1)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         outs = [b.output_shape(input_shape) for b in self._modules.values()]

@@ -1,57 +1,37 @@
 """Layers built on :mod:`glassnet.functional`, named as in ``torch.nn``.
 
-Each layer's forward calls the op's ``_forward`` and keeps its context; backward
-calls the op's ``_backward``, accumulates parameter gradients and returns the input
-gradient. Shapes follow NCHW; see each op for its output-size formula.
+Each layer's forward calls its op on Tensors; autograd records the op and calls the op's
+own backward when ``loss.backward()`` runs. Shapes follow NCHW; see each op for its
+output-size formula.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import functional as F
-from ..backend import as_float, get_default_dtype
+from ..autograd.tensor import no_grad
+from ..backend import get_default_dtype
 from ..functional._args import pair
 from ..functional.conv import conv2d_geometry
 from ..functional.pool import pool_geometry
 from .init import init_bias, init_weight, make_rng
 from .module import Module, Parameter, RFState, Shape, kwargs_repr
 
-_grad_enabled = True
-
-
-@contextlib.contextmanager
-def no_grad() -> Iterator[None]:
-    """Inference: modules do not keep what backward would need (saves memory)."""
-    global _grad_enabled
-    prev, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = prev
-
-
-def _keep(module: Module, ctx: Any) -> None:
-    object.__setattr__(module, "_ctx", ctx if _grad_enabled else None)
+__all__ = ["no_grad"]
 
 
 class Identity(Module):
     """Returns its input unchanged."""
 
-    def forward(self, x: Any) -> np.ndarray:
-        _keep(self, True)
-        return as_float(x)
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return grad_output
+    def forward(self, x: Any) -> Any:
+        return x
 
 
 class _OpLayer(Module):
-    """A parameter-free layer that runs one functional op: ``op.forward(x, *options)``.
+    """A parameter-free layer that runs one functional op: ``op(x, *options)``.
 
     Subclasses name the op and return its options from ``_options()``.
     """
@@ -61,13 +41,8 @@ class _OpLayer(Module):
     def _options(self) -> tuple[Any, ...]:
         return ()
 
-    def forward(self, x: Any) -> np.ndarray:
-        out, ctx = self.op.forward(x, *self._options())
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        return self.op.backward(grad_output, self._saved())[0]
+    def forward(self, x: Any) -> Any:
+        return self.op(x, *self._options())
 
 
 class Conv2d(Module):
@@ -138,23 +113,9 @@ class Conv2d(Module):
         if shape[1] != self.in_channels:
             raise ValueError(f"{self._name()} expected {self.in_channels} input channels, got {shape[1]}")
 
-    def forward(self, x: Any) -> np.ndarray:
-        x = as_float(x, "Conv2d input")
+    def forward(self, x: Any) -> Any:
         self._check_input(x.shape)
-        bias = None if self.bias is None else self.bias.data
-        out, ctx = F.conv2d_forward(
-            x, self.weight.data, bias, self.stride, self.padding, self.dilation, self.groups, self.flip
-        )
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Accumulate weight/bias gradients; return dx (None with ``input_grad=False``)."""
-        dx, dw, db = F.conv2d_backward(grad_output, self._saved(), need_dx=input_grad)
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.flip)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         self._check_input(tuple(input_shape))
@@ -317,6 +278,12 @@ class ReLU(_OpLayer):
     op = F.relu
 
 
+class ReLU6(_OpLayer):
+    """min(max(0, x), 6), element-wise (MobileNet, EfficientNet-Lite)."""
+
+    op = F.relu6
+
+
 class LeakyReLU(_OpLayer):
     """x for x > 0, negative_slope·x otherwise."""
 
@@ -429,20 +396,9 @@ class Linear(Module):
                 f"got shape {tuple(shape)}"
             )
 
-    def forward(self, x: Any) -> np.ndarray:
-        x = as_float(x, "Linear input")
+    def forward(self, x: Any) -> Any:
         self._check_input(x.shape)
-        out, ctx = F.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Accumulate weight/bias gradients; return dx (None with ``input_grad=False``)."""
-        dx, dw, db = F.linear_backward(grad_output, self._saved(), need_dx=input_grad)
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
+        return F.linear(x, self.weight, self.bias)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         self._check_input(tuple(input_shape))
@@ -522,36 +478,20 @@ class _BatchNorm(Module):
             self.num_batches_tracked[...] = 0
         return self
 
-    def forward(self, x: Any) -> np.ndarray:
-        x = as_float(x, f"{type(self).__name__} input")
+    def forward(self, x: Any) -> Any:
         if x.ndim != self._ndim or x.shape[1] != self.num_features:
             want = "[N, C, H, W]" if self._ndim == 4 else "[N, C]"
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}) expected {want} input "
-                f"with C = {self.num_features}, got shape {x.shape}"
+                f"with C = {self.num_features}, got shape {tuple(x.shape)}"
             )
         use_batch = self.training or not self.track_running_stats
-        if self.training and self.track_running_stats:
+        tracing = type(x.data).__name__ == "MetaArray"
+        if self.training and self.track_running_stats and not tracing:
             self.num_batches_tracked += 1
-        out, ctx = F.batch_norm_forward(
-            x,
-            self.running_mean,
-            self.running_var,
-            None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data,
-            use_batch,
-            self.momentum,
-            self.eps,
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, use_batch, self.momentum, self.eps
         )
-        _keep(self, ctx)
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        dx, _, _, dw, db = F.batch_norm_backward(grad_output, self._saved())
-        if self.affine:
-            self.weight.accumulate(dw)
-            self.bias.accumulate(db)
-        return dx
 
     def extra_repr(self) -> str:
         rest = kwargs_repr(

@@ -1,74 +1,64 @@
 """``Parameter`` and ``Module``: the base of every layer, block and model.
 
-A module's ``forward(x)`` computes its output and remembers what its backward pass
-needs; ``backward(grad_output)`` returns the gradient with respect to the input and
-*accumulates* the parameter gradients into ``Parameter.grad`` (call
-``zero_grad()`` between steps). There is no tape: each module knows its own
-backward, and containers call their children's in reverse order. A module instance
-remembers only its latest forward, so use one instance per place in a network.
+A module's ``forward(x)`` computes its output from its inputs and parameters with
+differentiable operations (:mod:`glassnet.functional`, Tensor arithmetic). That is all a
+module writes: calling ``loss.backward()`` on anything computed from its output fills
+every parameter's ``.grad`` through the recorded graph (:mod:`glassnet.autograd`). A
+module may be used any number of times in one forward pass; each use is its own node in
+the graph, so the gradients add up correctly.
 
-To write a new layer, subclass ``Module`` and give it ``forward`` and ``backward``
-(and, for the summary table, ``output_shape``); check it with
-:func:`glassnet.gradcheck`.
+To add new *math*, write an op (a forward and its backward, :class:`glassnet.autograd.Op`)
+and check it with :func:`glassnet.gradcheck`; to add a new *layer*, write a Module whose
+forward calls ops.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..backend import get_default_dtype
+from ..autograd.function import inside_module
+from ..autograd.tensor import Tensor
+from ..backend import as_float, get_default_dtype, to_numpy
 
 Shape = tuple[int, ...]
 
 
-class Parameter:
-    """A trainable array: ``data``, its accumulated ``grad`` (or None) and ``requires_grad``.
+class Parameter(Tensor):
+    """A trainable Tensor: ``data``, its accumulated ``grad`` (or None) and ``requires_grad``.
 
     Frozen parameters (``requires_grad=False``) get no gradient and optimisers leave
-    them untouched.
+    them untouched. Integer data is converted to the default float dtype.
     """
 
-    __slots__ = ("data", "grad", "requires_grad")
+    __slots__ = ()
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
-        arr = np.asarray(data)
-        if arr.dtype.kind != "f":
-            arr = arr.astype(get_default_dtype())
-        self.data: np.ndarray = arr
-        self.grad: np.ndarray | None = None
-        self.requires_grad = requires_grad
-
-    @property
-    def shape(self) -> Shape:
-        return self.data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return self.data.size
-
-    def accumulate(self, grad: np.ndarray | None) -> None:
-        """Add ``grad`` to ``self.grad`` (no-op for frozen parameters or None)."""
-        if grad is None or not self.requires_grad:
-            return
-        if grad.shape != self.data.shape:
-            raise ValueError(f"gradient shape {grad.shape} does not match parameter shape {self.data.shape}")
-        if self.grad is None:
-            self.grad = np.array(grad, dtype=self.data.dtype, copy=True)
-        else:
-            self.grad += grad
+        arr = data.data if isinstance(data, Tensor) else data
+        if not hasattr(arr, "dtype") or np.dtype(str(arr.dtype)).kind != "f":
+            arr = np.asarray(arr).astype(get_default_dtype())
+        super().__init__(arr, requires_grad=requires_grad)
 
     def __repr__(self) -> str:
         frozen = "" if self.requires_grad else ", frozen"
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
+
+
+class RemovableHandle:
+    """Returned by ``register_*_hook``; ``handle.remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: dict[int, Any], key: int) -> None:
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+
+_hook_ids = iter(range(1, 2**62))
 
 
 @dataclass
@@ -109,14 +99,15 @@ class SummaryRow:
 
 
 class Module:
-    """Base class of layers and models (``torch.nn.Module``-like)."""
+    """Base class of layers and models (``torch.nn.Module``-like): write ``__init__`` and ``forward``."""
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_ctx", None)
 
     # -- attribute registry -------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -127,7 +118,7 @@ class Module:
             target = params
         elif isinstance(value, Module):
             target = modules
-        elif name in buffers and (value is None or isinstance(value, np.ndarray)):
+        elif name in buffers and (value is None or hasattr(value, "shape")):
             target = buffers
         else:
             target = None
@@ -165,20 +156,41 @@ class Module:
         self._parameters[name] = value
 
     # -- running ------------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_output)")
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run ``forward``: arrays become Tensors (integers converted to the default float dtype),
+        and forward pre-hooks and hooks see the call."""
+        args = tuple(a if isinstance(a, Tensor) or not hasattr(a, "shape") and not isinstance(a, list)
+                     else Tensor(as_float(a, f"{type(self).__name__} input")) for a in args)  # fmt: skip
+        for hook in list(self._forward_pre_hooks.values()):
+            new = hook(self, args)
+            if new is not None:
+                args = new if isinstance(new, tuple) else (new,)
+        with inside_module(self):
+            out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            new = hook(self, args, out)
+            if new is not None:
+                out = new
+        return out
 
-    def __call__(self, x: Any) -> np.ndarray:
-        return self.forward(x)
+    def register_forward_hook(self, hook: Callable[[Module, tuple[Any, ...], Any], Any]) -> RemovableHandle:
+        """Call ``hook(module, inputs, output)`` after every forward; a returned value replaces the output.
 
-    def _saved(self) -> Any:
-        """The context of the latest forward, or a clear error if there was none."""
-        if self._ctx is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return self._ctx
+        How the explorer and :mod:`glassnet.visualize`-style tools read any layer's activations;
+        call ``output.retain_grad()`` (or ``output.register_hook``) in it to read gradients too.
+        """
+        key = next(_hook_ids)
+        self._forward_hooks[key] = hook
+        return RemovableHandle(self._forward_hooks, key)
+
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple[Any, ...]], Any]) -> RemovableHandle:
+        """Call ``hook(module, inputs)`` before every forward; returned inputs replace them."""
+        key = next(_hook_ids)
+        self._forward_pre_hooks[key] = hook
+        return RemovableHandle(self._forward_pre_hooks, key)
 
     # -- traversal ----------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -217,10 +229,10 @@ class Module:
         return sum(p.size for p in self.parameters(trainable_only))
 
     # -- state ----------------------------------------------------------------------
-    def zero_grad(self) -> None:
-        """Forget accumulated gradients (``grad = None``)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget accumulated gradients: ``grad = None`` (or zeros with ``set_to_none=False``)."""
         for p in self.parameters():
-            p.grad = None
+            p.zero_grad(set_to_none)
 
     def train(self, mode: bool = True) -> Module:
         for m in self.modules():
@@ -242,19 +254,28 @@ class Module:
             p.requires_grad = True
         return self
 
-    def to(self, dtype: Any) -> Module:
-        """Convert every parameter and floating buffer to ``dtype`` (float32/float64)."""
-        dt = np.dtype(dtype)
-        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"to(): expected float32 or float64, got {dt}")
+    def to(self, target: Any) -> Module:
+        """Convert every parameter and floating buffer to a dtype (float32/float64) or move them
+        to a device ("cpu", or "cuda" through CuPy: the optional ``glassnet[gpu]`` extra)."""
+        from ..backend import move
+
+        if isinstance(target, str) and target in ("cpu", "cuda"):
+            convert: Callable[[Any], Any] = lambda a: move(a, target)  # noqa: E731
+            floating_only = False
+        else:
+            dt = np.dtype(target)
+            if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+                raise ValueError(f"to(): expected float32 or float64 (or a device, 'cpu' or 'cuda'), got {dt}")
+            convert = lambda a: a.astype(dt)  # noqa: E731
+            floating_only = True
         for m in self.modules():
             for p in m._parameters.values():
                 if p is not None:
-                    p.data = p.data.astype(dt)
-                    p.grad = None if p.grad is None else p.grad.astype(dt)
+                    p.data = convert(p.data)
+                    p.grad = None if p.grad is None else convert(p.grad)
             for name, b in list(m._buffers.items()):
-                if b is not None and b.dtype.kind == "f":
-                    m._buffers[name] = b.astype(dt)
+                if b is not None and (not floating_only or np.dtype(str(b.dtype)).kind == "f"):
+                    m._buffers[name] = convert(b)
         return self
 
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
@@ -263,18 +284,19 @@ class Module:
         for mod_name, m in self.named_modules():
             for name, p in m._parameters.items():
                 if p is not None:
-                    out[f"{mod_name}.{name}" if mod_name else name] = p.data.copy()
+                    out[f"{mod_name}.{name}" if mod_name else name] = np.array(to_numpy(p.data), copy=True)
             for name, b in m._buffers.items():
                 if b is not None:
-                    out[f"{mod_name}.{name}" if mod_name else name] = np.array(b, copy=True)
+                    out[f"{mod_name}.{name}" if mod_name else name] = np.array(to_numpy(b), copy=True)
         return out
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Module:
-        """Load arrays by name, checking names, shapes and dtypes.
+        """Load arrays by name (PyTorch's rules).
 
-        With ``strict`` every key must match (missing and unexpected keys are listed);
-        shapes must always agree. Floating arrays are converted to the module's dtype
-        only when ``strict=False``; otherwise a dtype difference is an error.
+        ``strict`` concerns keys: with it every key must match (missing and unexpected keys
+        are listed). Shapes must always agree. Floating arrays are cast to the dtype the
+        model has (a float64 state dict loads into a float32 model); a floating array for
+        an integer buffer, or the reverse, is an error.
         """
         own: dict[str, tuple[Module, str, str]] = {}
         for mod_name, m in self.named_modules():
@@ -293,21 +315,24 @@ class Module:
         for key, (m, kind, name) in own.items():
             if key not in state:
                 continue
-            new = np.asarray(state[key])
+            new = to_numpy(state[key].data if isinstance(state[key], Tensor) else state[key])
+            new = np.asarray(new)
             cur = getattr(m, kind)[name]
-            cur_arr = cur.data if isinstance(cur, Parameter) else cur
-            if new.shape != cur_arr.shape:
-                problems.append(f"{key}: shape {new.shape} in the state dict, {cur_arr.shape} in the model")
-            elif new.dtype != cur_arr.dtype:
-                if strict or new.dtype.kind != cur_arr.dtype.kind:
-                    problems.append(f"{key}: dtype {new.dtype} in the state dict, {cur_arr.dtype} in the model")
-                else:
-                    updates.append((m, kind, name, new.astype(cur_arr.dtype)))
+            cur_arr = cur.data if isinstance(cur, Tensor) else cur
+            cur_dtype = np.dtype(str(cur_arr.dtype))
+            if new.shape != tuple(cur_arr.shape):
+                problems.append(f"{key}: shape {new.shape} in the state dict, {tuple(cur_arr.shape)} in the model")
+            elif (new.dtype.kind == "f") != (cur_dtype.kind == "f"):
+                problems.append(f"{key}: dtype {new.dtype} in the state dict, {cur_dtype} in the model")
             else:
-                updates.append((m, kind, name, np.array(new, copy=True)))
+                updates.append((m, kind, name, cur_arr, np.array(new, dtype=cur_dtype, copy=True)))
         if problems:
             raise ValueError("load_state_dict: the state dict does not match the model:\n  " + "\n  ".join(problems))
-        for m, kind, name, arr in updates:
+        from ..backend import device_of, move
+
+        for m, kind, name, cur_arr, arr in updates:
+            if device_of(cur_arr) != "cpu":
+                arr = move(arr, "cuda")
             if kind == "_parameters":
                 m._parameters[name].data = arr
             else:

@@ -13,8 +13,8 @@ Typical loop::
     sched = OneCycleLR(opt, max_lr=1e-2, total_steps=len(loader) * epochs)
     for x, y in loader:
         opt.zero_grad()
-        loss = criterion(model(x), y)
-        model.backward(criterion.backward())
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
         clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()

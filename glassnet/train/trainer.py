@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..autograd import no_grad
 from ..checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, restore_optimizer, save_checkpoint
-from ..nn import no_grad
 from ..nn.module import Module
 from .history import History
 from .metrics import Metrics, confusion_matrix, topk_correct
@@ -63,21 +63,10 @@ def _loss_fn(name: str, label_smoothing: float) -> Any:
     if name != "cross_entropy":
         raise ValueError(f"fit: loss must be 'cross_entropy' for classification, got {name!r}")
 
-    def fwd(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, Any]:
-        return F.cross_entropy_forward(logits, y, label_smoothing=label_smoothing)
+    def loss_fn(logits: Any, y: np.ndarray) -> Any:
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
-    return fwd
-
-
-def backward_loss(model: Module, grad: np.ndarray) -> None:
-    """Backpropagate a loss gradient through ``model``, skipping the (unused) input gradient
-    where the model allows it (``Sequential(input_grad=False)``)."""
-    from ..nn import Sequential
-
-    if isinstance(model, Sequential):
-        model.backward(grad, input_grad=False)
-    else:
-        model.backward(grad)
+    return loss_fn
 
 
 def _module_rngs(model: Module) -> dict[str, Any]:
@@ -103,7 +92,7 @@ def evaluate(model: Module, loader: Any, classes: list[str] | None = None, num_c
     try:
         with no_grad():
             for x, y in loader:
-                logits = model(x)
+                logits = model(x).numpy()
                 k = num_classes or logits.shape[1]
                 if conf is None:
                     conf = np.zeros((k, k), dtype=np.int64)
@@ -353,7 +342,7 @@ def fit(
             for x, y in train:
                 try:
                     logits = model(x)
-                    loss_value, ctx = loss_forward(logits, y)
+                    loss_value = loss_forward(logits, y)
                 except F.NonFiniteLossError as e:
                     bar.close()
                     history.status = "failed"
@@ -364,14 +353,14 @@ def fit(
                         + " (the update of this step was not applied and not saved; lower the learning rate?)"
                     ) from None
                 model.zero_grad()
-                backward_loss(model, F.cross_entropy_backward(np.float32(1.0), ctx)[0])
+                loss_value.backward()
                 if clip_grad_norm is not None:
                     clip_grad_norm_(model.parameters(trainable_only=True), clip_grad_norm)
                 optimizer.step()
                 if scheduler is not None and scheduler_interval == "step":
                     scheduler.step()
                 step += 1
-                batch_correct = int(np.sum(np.argmax(logits, axis=1) == y))
+                batch_correct = int(np.sum(np.argmax(logits.data, axis=1) == y))
                 acc_state["loss_sum"] += float(loss_value) * len(y)
                 acc_state["correct"] += batch_correct
                 acc_state["seen"] += len(y)

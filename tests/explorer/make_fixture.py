@@ -38,9 +38,8 @@ def main() -> None:
         for i in range(0, len(x), 32):
             batch = order[i : i + 32]
             model.zero_grad()
-            loss, ctx = F.cross_entropy_forward(model(x[batch]), train.labels[batch])
-            grad, _ = F.cross_entropy_backward(np.ones_like(loss), ctx)
-            model.backward(grad)
+            loss = F.cross_entropy(model(x[batch]), train.labels[batch])
+            loss.backward()
             for v, p in zip(velocity, model.parameters(), strict=True):
                 v *= 0.9
                 v += p.grad

@@ -1,0 +1,417 @@
+"""``Tensor``: an array that remembers how it was made, and reverse-mode autodiff over it.
+
+A Tensor wraps an array (``.data``: NumPy, CuPy or any Array-API array). When it is the
+output of an op applied to tensors that require gradients, it also holds ``grad_fn``: a
+:class:`Node` that knows the op, the op's saved context and the op's inputs. Calling
+``loss.backward()`` walks those nodes from the loss back to the leaves in reverse
+topological order; at each node it calls the op's own backward (the function written
+next to its forward in :mod:`glassnet.functional`) and adds the results into the
+inputs' gradients (the chain rule, summed over every path). Leaves that require
+gradients (parameters, inputs created with ``requires_grad=True``) receive ``.grad``;
+gradients accumulate across calls, as in PyTorch, until ``zero_grad``.
+
+Nothing here knows any op's math: every derivative lives next to its forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_default_dtype
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops applied now record a graph (False inside :func:`no_grad`)."""
+    return getattr(_state, "grad", True)
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._prev: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._prev.append(is_grad_enabled())
+        _state.grad = self.enabled
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.grad = self._prev.pop()
+
+
+def no_grad() -> _GradMode:
+    """Context manager (and decorator): ops record no graph, so nothing is kept for backward.
+
+    Use it for inference and evaluation: it saves the memory of every saved context.
+    """
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    """Context manager (and decorator): record graphs again, even inside :func:`no_grad`."""
+    return _GradMode(True)
+
+
+class Node:
+    """One recorded op application: the op, what its forward saved, and where its inputs came from.
+
+    ``inputs[i]`` is the tensor that was passed as the op's i-th differentiable argument
+    (None where that argument needs no gradient). ``backward`` is filled in at forward
+    time, so a learner can see which function will run before it runs.
+    """
+
+    __slots__ = ("op", "ctx", "inputs", "out", "module", "backend", "out_shape", "__weakref__")
+
+    def __init__(self, op: Any, ctx: Any, inputs: tuple[Tensor | None, ...], module: str | None, backend: str) -> None:
+        self.op = op
+        self.ctx = ctx
+        self.inputs = inputs
+        self.out: Callable[[], Tensor | None] = lambda: None
+        self.module = module
+        self.backend = backend
+        self.out_shape: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.op.__name__
+
+    @property
+    def backward_fn(self) -> Callable[..., Any]:
+        """The function this node's backward pass will call: the op's backward for its backend."""
+        return self.op.backward_for(self.backend)
+
+    @property
+    def next_nodes(self) -> list[Node | None]:
+        """The nodes that produced this node's inputs (None for leaves and constants)."""
+        return [None if t is None else t.grad_fn for t in self.inputs]
+
+    def saved(self) -> dict[str, Any]:
+        """What forward saved for backward (empty once backward has freed it)."""
+        return dict(self.ctx) if self.ctx is not None else {}
+
+    def __repr__(self) -> str:
+        where = f" in {self.module}" if self.module else ""
+        return f"<{self.name}Backward{where} → {self.out_shape}>"
+
+
+_ARRAY_TYPES: tuple[type, ...] = (np.ndarray,)
+
+
+def _to_array(data: Any, dtype: Any) -> Any:
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        mod = type(data).__module__
+        if mod.startswith("numpy") or not hasattr(data, "shape"):
+            return np.asarray(data, dtype=dtype)
+        return data.astype(dtype) if data.dtype != dtype else data
+    if hasattr(data, "shape") and hasattr(data, "dtype") and not isinstance(data, np.generic):
+        return data
+    arr = np.asarray(data)
+    if arr.dtype == np.float64 and not isinstance(data, np.ndarray | np.generic):
+        arr = arr.astype(get_default_dtype())  # Python floats follow the default dtype, as in torch
+    return arr
+
+
+class Tensor:
+    """An array with an optional gradient and the graph that produced it (``torch.Tensor``-like).
+
+    ``Tensor(data, requires_grad=False, dtype=None)``. ``.data`` is the array itself,
+    ``.grad`` the accumulated gradient (an array of the same shape, or None). Arithmetic
+    (``+ − * / @ **``, unary ``−``) broadcasts like NumPy; indexing, ``reshape``,
+    ``transpose``/``permute``, ``flatten``, ``sum``/``mean``/``max`` and
+    :func:`glassnet.cat` / :func:`glassnet.stack` are differentiable, and so is every
+    function of :mod:`glassnet.functional`.
+    """
+
+    __slots__ = ("data", "grad", "_requires_grad", "grad_fn", "_retain", "_hooks", "name", "__weakref__")
+    __array_priority__ = 1000.0  # ndarray ∘ Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        self.data = _to_array(data, dtype)
+        self.grad: Any = None
+        self.grad_fn: Node | None = None
+        self._retain = False
+        self._hooks: list[Callable[[Any], Any]] = []
+        self.name: str | None = None
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    # -- autograd state ---------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self.grad_fn is None and getattr(self.data, "dtype", None) is not None:
+            if np.dtype(str(self.data.dtype)).kind != "f":
+                raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
+        if not value and self.grad_fn is not None:
+            raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach()")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    def detach(self) -> Tensor:
+        """The same data, cut off from the graph (shares memory, as in PyTorch)."""
+        return Tensor(self.data)
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
+        self._retain = True
+        return self
+
+    def register_hook(self, hook: Callable[[Any], Any]) -> Callable[[], None]:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned array replaces it.
+
+        Returns a function that removes the hook.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        self._hooks.append(hook)
+        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if set_to_none or self.grad is None:
+            self.grad = None
+        else:
+            self.grad[...] = 0
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Backpropagate from this tensor: every leaf it depends on gets ``.grad`` (accumulated).
+
+        ``grad`` defaults to 1 for a one-element tensor (a loss). ``retain_graph=True``
+        keeps the saved contexts so backward can run through the same graph again.
+        """
+        backward(self, grad, retain_graph)
+
+    # -- array facts ------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.data.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.data.shape, dtype=np.int64))
+
+    @property
+    def device(self) -> Any:
+        from ..backend import device_of
+
+        return device_of(self.data)
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied to the host for GPU tensors)."""
+        from ..backend import to_numpy
+
+        return to_numpy(self.data)
+
+    def item(self) -> float | int:
+        return self.numpy().item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __float__(self) -> float:
+        return float(self.numpy())
+
+    def __int__(self) -> int:
+        return int(self.numpy())
+
+    def __bool__(self) -> bool:
+        return bool(self.numpy())
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def astype(self, dtype: Any) -> Tensor:
+        from . import ops
+
+        return ops.cast(self, dtype=np.dtype(dtype))
+
+    def to(self, target: Any) -> Tensor:
+        """A copy as ``dtype`` (float32/float64) or on a device ("cpu", "cuda")."""
+        if isinstance(target, str) and target in ("cpu", "cuda") or target is None:
+            from ..backend import move
+
+            return Tensor(move(self.data, target), requires_grad=self.requires_grad and self.is_leaf)
+        return self.astype(target)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="Tensor(", threshold=20)
+        extra = ""
+        if self.grad_fn is not None:
+            extra = f", grad_fn=<{self.grad_fn.name}Backward>"
+        elif self.requires_grad:
+            extra = ", requires_grad=True"
+        return f"Tensor({body}{extra})"
+
+    # -- comparisons: element-wise, not differentiable (boolean tensors, as in PyTorch) -----
+    __hash__ = object.__hash__
+
+    def _compare(self, other: Any, fn: Callable[[Any, Any], Any]) -> Tensor:
+        return Tensor(fn(self.data, other.data if isinstance(other, Tensor) else other))
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, lambda a, b: a != b)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a >= b)
+
+    def __invert__(self) -> Tensor:
+        return Tensor(~self.data)
+
+    def __and__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a & b)
+
+    def __or__(self, other: Any) -> Tensor:
+        return self._compare(other, lambda a, b: a | b)
+
+    def argmax(self, axis: int | None = None) -> np.ndarray:
+        """Index of the maximum (not differentiable), as a NumPy array."""
+        return np.argmax(self.numpy(), axis=axis)
+
+
+def _accumulate(t: Tensor, g: Any) -> None:
+    """Add ``g`` into ``t.grad`` (a fresh array the first time: nobody else may hold it)."""
+    if g.shape != t.data.shape:
+        raise ValueError(f"gradient of shape {tuple(g.shape)} for a tensor of shape {t.shape}")
+    if t.grad is None:
+        t.grad = g.astype(t.data.dtype, copy=True)
+    else:
+        t.grad = t.grad + g
+
+
+def _apply_hooks(t: Tensor, g: Any) -> Any:
+    for hook in t._hooks:
+        new = hook(g)
+        if new is not None:
+            g = new.data if isinstance(new, Tensor) else new
+    return g
+
+
+def topological_order(root: Node) -> list[Node]:
+    """Nodes reachable from ``root``, each after every node that consumes its output."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for t in node.inputs:
+            if t is not None and t.grad_fn is not None and id(t.grad_fn) not in seen:
+                stack.append((t.grad_fn, False))
+    order.reverse()
+    return order
+
+
+def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
+    """Reverse-mode differentiation from ``root`` (see :meth:`Tensor.backward`)."""
+    if not root.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad (no parameter or input it depends on does)")
+    if grad is None:
+        if root.size != 1:
+            raise RuntimeError(f"backward: grad can be implied only for a one-element output, got shape {root.shape}")
+        from ..backend import array_namespace
+
+        grad = array_namespace(root.data).ones_like(root.data)
+    else:
+        grad = grad.data if isinstance(grad, Tensor) else grad
+        if tuple(grad.shape) != root.shape:
+            raise ValueError(f"backward: grad has shape {tuple(grad.shape)}, the tensor {root.shape}")
+    if root.grad_fn is None:
+        _accumulate(root, _apply_hooks(root, grad))
+        return
+    pending: dict[int, Any] = {id(root.grad_fn): grad}
+    for node in topological_order(root.grad_fn):
+        g = pending.pop(id(node), None)
+        if g is None:
+            continue
+        out = node.out()
+        if out is not None:
+            g = _apply_hooks(out, g)
+            if out._retain:
+                _accumulate(out, g)
+        if node.ctx is None:
+            raise RuntimeError(
+                f"backward through {node.name} a second time: its saved context was freed after the first "
+                "backward; pass retain_graph=True the first time"
+            )
+        in_grads = node.op.run_backward(g, node.ctx, node.backend, tuple(t is not None for t in node.inputs))
+        if not retain_graph:
+            node.ctx = None
+        for t, ig in zip(node.inputs, in_grads, strict=False):
+            if t is None or ig is None:
+                continue
+            if t.grad_fn is None:
+                _accumulate(t, _apply_hooks(t, ig))
+            else:
+                key = id(t.grad_fn)
+                pending[key] = ig if key not in pending else pending[key] + ig
+
+
+def make_output(data: Any, node: Node | None) -> Tensor:
+    """The Tensor an op returns; ``node`` is None when no graph is recorded."""
+    if isinstance(data, np.generic):
+        data = np.asarray(data)  # NumPy reductions return scalars; a Tensor always holds an array
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t._retain, t._hooks, t.name = data, None, False, [], None
+    t.grad_fn = node
+    t._requires_grad = node is not None
+    if node is not None:
+        node.out = weakref.ref(t)
+        node.out_shape = tuple(data.shape)
+    return t
+
+
+def _register_array_type(cls: type) -> None:
+    global _ARRAY_TYPES
+    _ARRAY_TYPES = (*_ARRAY_TYPES, cls)
