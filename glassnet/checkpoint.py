@@ -356,7 +356,7 @@ class Checkpoint:
 
 
 def _digest(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     return hashlib.sha256(memoryview(a).cast("B") if a.size else b"").hexdigest()
@@ -381,7 +381,7 @@ def write_checkpoint(
     """
     from safetensors.numpy import save
 
-    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    tensors = {k: np.asarray(v, order="C") for k, v in tensors.items()}
     if not allow_non_finite:
         bad = non_finite_tensors({k: v for k, v in tensors.items() if k.startswith("model/")})
         if bad:
