@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import models as zoo
 from ..autograd import Tensor, no_grad
-from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ..checkpoint import Checkpoint, CheckpointError, CheckpointMeta, load_checkpoint
 from ..inspect import summary
 from ..nn import Module, Sequential
 
@@ -130,30 +130,22 @@ class LoadedCheckpoint:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> CheckpointMeta:
         return self.checkpoint.meta
 
     def describe(self) -> dict[str, Any]:
         m = self.meta
-        extra = m.get("extra") if isinstance(m.get("extra"), dict) else {}
         return {
-            "architecture": m.get("architecture"),
-            "arch_kwargs": m.get("arch_kwargs") or {},
+            "architecture": m.architecture,
+            "arch_kwargs": m.arch_kwargs,
             "classes": self.classes,
             "input_shape": list(self.input_shape),
             "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist()},
-            "epoch": m.get("epoch"),
-            "step": m.get("step"),
-            "dataset": dataset_name(m),
-            "extra": {k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)},
+            "epoch": m.epoch,
+            "step": m.step,
+            "dataset": m.dataset,
+            "extra": {k: v for k, v in m.extra.items() if isinstance(v, str | int | float | bool)},
         }
-
-
-def dataset_name(meta: dict[str, Any]) -> str | None:
-    for source in (meta, meta.get("extra") or {}, (meta.get("extra") or {}).get("config") or {}):
-        if isinstance(source, dict) and isinstance(source.get("dataset"), str):
-            return source["dataset"]
-    return None
 
 
 class CheckpointCache:
@@ -190,14 +182,14 @@ def load(path: Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{path.name}: cannot rebuild the model ({e})") from None
     model.eval()
     meta = ckpt.meta
-    shape = meta.get("input_shape")
+    shape = meta.input_shape
     if not shape:
-        shape = default_input_shape(str(meta.get("architecture")))
+        shape = default_input_shape(str(meta.architecture))
     shape = tuple(int(d) for d in shape)
     if len(shape) != 3:
         raise CheckpointError(f"{path.name}: input_shape must be [C, H, W], got {list(shape)}")
     c = shape[0]
-    norm = meta.get("normalization") or {}
+    norm = meta.normalization or {}
     mean = np.asarray(norm.get("mean", [0.0] * c), dtype=np.float64).reshape(-1)
     std = np.asarray(norm.get("std", [1.0] * c), dtype=np.float64).reshape(-1)
     if mean.size == 1:
