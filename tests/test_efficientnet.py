@@ -400,7 +400,7 @@ def test_missing_package_message(cache: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(
         pretrained.SOURCES, "efficientnet_lite0", replace(SOURCES["efficientnet_lite0"], package="no_such_pkg_xyz")
     )
-    with pytest.raises(PretrainedError, match=r"glassnet\[pretrained\]"):
+    with pytest.raises(PretrainedError, match=r"(uv sync --extra pretrained|glassnet\[pretrained\])"):
         get_pretrained("efficientnet_lite0")
 
 
