@@ -354,19 +354,81 @@ def _config_data(checkpoint: str) -> str | None:
 
 # ------------------------------------------------------------------------- predict
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--top-k", type=click.IntRange(1), default=3, show_default=True)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "model_name", default=None, help="A zoo model instead of a checkpoint (all PATHS are images).")
+@click.option("--pretrained", is_flag=True, help="With --model: its shipped ImageNet weights (EfficientNet-Lite0/1/2).")
+@click.option("--top-k", type=click.IntRange(1), default=None, help="Classes to show [3; 5 with --pretrained].")
 @click.option("--invert", is_flag=True, help="Invert grayscale images (dark strokes on white → MNIST style).")
-def predict(checkpoint: str, images: tuple[str, ...], top_k: int, invert: bool) -> None:
-    """Top-k classes with probabilities for image files (resized to the model's input)."""
+def predict(paths: tuple[str, ...], model_name: str | None, pretrained: bool, top_k: int | None, invert: bool) -> None:
+    """Top-k classes with probabilities for image files.
+
+    \b
+    glassnet predict CHECKPOINT IMAGE...            (resized and normalised as in training)
+    glassnet predict --model efficientnet_lite0 --pretrained PHOTO...   (ImageNet classes)
+    """
     import numpy as np
 
     from .autograd import no_grad
-    from .checkpoint import load_checkpoint
-    from .data import load_image
     from .functional import softmax
 
+    if pretrained and not model_name:
+        _fail("--pretrained needs --model NAME (e.g. --model efficientnet_lite0)")
+    if model_name and not pretrained:
+        _fail(f"--model {model_name} without --pretrained has random weights: give --pretrained or a checkpoint")
+    if model_name:
+        from .models.pretrained import SOURCES, imagenet_classes, preprocess
+
+        if model_name not in SOURCES:
+            _fail(f"no pretrained weights for {model_name!r}; available for: {', '.join(sorted(SOURCES))}")
+        model = _pretrained_model(model_name)
+        classes = list(imagenet_classes())
+        images = paths
+
+        def load(path: str) -> np.ndarray:
+            return preprocess(path, model_name)
+
+        top_k = top_k or 5
+    else:
+        model, classes, load = _checkpoint_predictor(paths[0], invert)
+        images = paths[1:]
+        if not images:
+            _fail("give at least one image after the checkpoint")
+        top_k = top_k or 3
+    for path in images:
+        if not Path(path).is_file():
+            _fail(f"no such image file: {path}")
+        try:
+            x = load(path)
+        except Exception as e:
+            _fail(f"cannot read image {path}: {e}")
+        with no_grad():
+            probs = softmax(model(x[None]), axis=1).numpy()[0]
+        order = np.argsort(-probs)[:top_k]
+        click.echo(path)
+        for i in order:
+            name = classes[i] if i < len(classes) else str(i)
+            click.echo(f"  {name:<24} {probs[i]:7.2%}  {'█' * int(round(probs[i] * 30))}")
+
+
+def _pretrained_model(name: str) -> Any:
+    from .models import get_model
+    from .models.pretrained import PretrainedError
+
+    try:
+        return get_model(name, pretrained=True)
+    except PretrainedError as e:
+        _fail(str(e))
+
+
+def _checkpoint_predictor(checkpoint: str, invert: bool) -> tuple[Any, list[str], Any]:
+    """(model, class names, image loader) for a checkpoint: the preprocessing it records."""
+    import numpy as np
+
+    from .checkpoint import load_checkpoint
+    from .data import load_image
+
+    if not Path(checkpoint).is_file():
+        _fail(f"no such checkpoint file: {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model().eval()
     shape = ckpt.meta.input_shape
@@ -374,25 +436,53 @@ def predict(checkpoint: str, images: tuple[str, ...], top_k: int, invert: bool) 
         _fail("the checkpoint does not record its input shape")
     c, h, w = shape
     norm = ckpt.meta.normalization
-    classes = ckpt.classes
-    for path in images:
-        try:
-            img = load_image(path, (h, w), "L" if c == 1 else "RGB").astype(np.float32) / 255.0
-        except Exception as e:
-            _fail(f"cannot read image {path}: {e}")
+
+    def load(path: str) -> np.ndarray:
+        img = load_image(path, (h, w), "L" if c == 1 else "RGB").astype(np.float32) / 255.0
         if invert:
             img = 1.0 - img
         if norm:
-            img = (img - np.asarray(norm["mean"], np.float32)[:, None, None]) / np.asarray(norm["std"], np.float32)[
-                :, None, None
-            ]
-        with no_grad():
-            probs = softmax(model(img[None]), axis=1).numpy()[0]
-        order = np.argsort(-probs)[:top_k]
-        click.echo(path)
-        for i in order:
-            name = classes[i] if i < len(classes) else str(i)
-            click.echo(f"  {name:<16} {probs[i]:7.2%}  {'█' * int(round(probs[i] * 30))}")
+            mean = np.asarray(norm["mean"], np.float32)[:, None, None]
+            img = (img - mean) / np.asarray(norm["std"], np.float32)[:, None, None]
+        return img
+
+    return model, ckpt.classes, load
+
+
+# ------------------------------------------------------------------------- convert
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--check-model", default=None, help="Also load the weights into this zoo model (torchvision layout).")
+def convert(source: str, out: str, check_model: str | None) -> None:
+    """Convert PyTorch weights (.pth/.pt) to safetensors, never executing the file.
+
+    With torch installed it reads with torch.load(weights_only=True); without it, with
+    glassnet's allow-list reader. The output records the source's SHA-256.
+    """
+    from .interop import PthError, TorchStateError, load_torch_state, read_state, sha256_file
+
+    try:
+        state = read_state(source)
+    except (FileNotFoundError, PthError, TorchStateError) as e:
+        _fail(str(e))
+    except Exception as e:  # torch.load's own refusals (weights_only) and malformed files
+        _fail(f"cannot read {source}: {e}")
+    if check_model:
+        try:
+            load_torch_state(check_model, state)
+        except (TorchStateError, ValueError) as e:
+            _fail(str(e))
+    import numpy as np
+    from safetensors.numpy import save
+
+    from .checkpoint import atomic_write_bytes
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    meta = {"source_sha256": sha256_file(source), "source_name": Path(source).name, "written_by": "glassnet convert"}
+    atomic_write_bytes(Path(out), save(arrays, metadata=meta))
+    total = sum(int(v.size) for v in arrays.values())
+    click.echo(f"wrote {out}: {len(arrays)} tensors, {total:,} values (source SHA-256 {meta['source_sha256'][:16]}…)")
 
 
 # ------------------------------------------------------------------------- summary
