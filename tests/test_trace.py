@@ -10,6 +10,7 @@ must not compute anything.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -309,6 +310,25 @@ def test_trace_leaves_the_model_untouched() -> None:
     assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()] == hooks
     assert all(m.training for m in model.modules())
     assert seen == [(1, 3, 5, 5)]  # the user's own hook ran on the traced call
+
+
+def test_trace_ignores_the_model_running_in_another_thread() -> None:
+    """The trace's hooks only see calls from the tracing thread (the explorer may run a model meanwhile)."""
+
+    class Busy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x: Any) -> Any:
+            other = threading.Thread(target=lambda: self.conv(np.zeros((1, 1, 5, 5), dtype=np.float32)))
+            other.start()
+            other.join()
+            return self.conv(x)
+
+    graph = glassnet.trace(Busy(), (1, 7, 7))
+    assert [(c.name, c.output_shape) for c in graph.calls] == [("conv", (1, 2, 5, 5)), ("", (1, 2, 5, 5))]
+    assert len(graph) == 1
 
 
 def test_trace_computes_nothing() -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect as _inspect
 import os
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -364,6 +365,7 @@ class _Recorder:
         self.index: dict[int, int] = {}
         self.calls: list[tuple[Any, list[int], int, Any]] = []
         self.hooked: set[int] = set()
+        self.thread = threading.get_ident()
 
     def run(self) -> Any:
         handles = []
@@ -381,6 +383,8 @@ class _Recorder:
         return out
 
     def finished(self, module: Any, args: Any, out: Any) -> None:
+        if threading.get_ident() != self.thread:
+            return  # the model also running elsewhere meanwhile: not the traced call
         new = self.number(out)
         self.calls.append((module, new, len(self.order), out))
 

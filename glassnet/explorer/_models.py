@@ -230,10 +230,11 @@ def trace(model: Module, x: np.ndarray) -> tuple[np.ndarray, list[Record]]:
     graph = glassnet_trace(model, tuple(x.shape), batched=True)
     fields = [c.rf for c in graph.calls if _shown(c.name, c.module)]
     outputs: list[tuple[str, Module, np.ndarray]] = []
+    thread = threading.get_ident()
 
     def record(name: str) -> Any:
         def hook(m: Module, args: Any, out: Any) -> None:
-            if isinstance(out, Tensor):
+            if isinstance(out, Tensor) and threading.get_ident() == thread:
                 outputs.append((name, m, np.asarray(out.numpy())))
 
         return hook
