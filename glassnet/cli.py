@@ -497,6 +497,7 @@ def summary(
     """The layer table (output shapes, parameters, MACs, receptive field) of a zoo model or checkpoint."""
     from .inspect import summary as make_summary
     from .models import MODELS, default_input_shape, get_model
+    from .nn.init import skip_init
 
     if list_models or not model_or_checkpoint:
         for name in MODELS:
@@ -517,7 +518,8 @@ def summary(
         shape = shape or default
         if shape[0] != default[0]:
             kwargs["in_channels"] = shape[0]
-        model = get_model(model_or_checkpoint, **kwargs)
+        with skip_init():  # a summary needs shapes, not random weights (VGG-16: 138 M of them)
+            model = get_model(model_or_checkpoint, **kwargs)
     click.echo(str(make_summary(model, shape)))
 
 

@@ -356,6 +356,28 @@ def test_construction_is_reproducible_for_a_seed() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_skip_init_builds_without_drawing() -> None:
+    """Inside skip_init weights and biases are zeros, no random numbers are drawn, and it ends with the block
+    (also when the block raises); reset_parameters afterwards initialises as usual."""
+    gen = np.random.default_rng(3)
+    state = gen.bit_generator.state
+    with nn.init.skip_init():
+        assert nn.init.init_skipped()
+        model = lenet5(rng=gen)
+        with pytest.raises(ValueError, match="unknown initialisation scheme"):
+            nn.Linear(2, 2, init="nope")
+    assert not nn.init.init_skipped()
+    assert gen.bit_generator.state == state
+    assert all(not p.data.any() for p in model.parameters())
+    assert glassnet.summary(model, (1, 28, 28)).total_params == 61_706
+    model.reset_parameters(rng=7)  # initialisation apart from construction: the same draws in the same order
+    for (n, a), (_, b) in zip(model.state_dict().items(), lenet5(rng=7).state_dict().items(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=n)
+    with pytest.raises(RuntimeError), nn.init.skip_init():
+        raise RuntimeError
+    assert not nn.init.init_skipped()
+
+
 def test_reset_parameters_resets_batchnorm() -> None:
     model = _net()
     model(_rng(11).standard_normal((3, 1, 6, 6)))

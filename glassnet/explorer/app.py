@@ -571,7 +571,10 @@ def _routes_models(app: FastAPI, ex: Explorer) -> None:
         try:
             if net is None:
                 net = mdl.build_zoo_model(name, shape_only=True, **kwargs)
-            doc = mdl.summary_dict(net, shape, title)
+                doc = mdl.summary_dict(net, shape, title)
+            else:
+                with loaded.lock:  # the summary traces the model's forward: not while it runs on an image
+                    doc = mdl.summary_dict(net, shape, title)
         except (ValueError, TypeError) as e:
             raise _bad(e) from None
         ex.summaries.put(doc, key)
