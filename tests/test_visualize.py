@@ -1,7 +1,7 @@
 """glassnet.visualize and ``glassnet visualize``: attribution against PyTorch twins (float64),
 occlusion against a brute-force loop, feature visualisation (the objective rises; a first-layer
 channel's image correlates with its filter), Grad-CAM of the pretrained EfficientNet-Lite0 on
-the bundled photos, and the models left as they were.
+the bundled photos, the models left as they were, and the command line.
 
 The torch twins have the same weights; guided backpropagation in torch is the usual custom
 ``autograd.Function`` whose backward is ``g.clamp(min=0) * (x > 0)``.
@@ -15,14 +15,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 from test_models import copy_to_torch, torch_zoo
 
 import glassnet
 import glassnet.functional as F
 from glassnet import nn
+from glassnet.checkpoint import save_checkpoint
+from glassnet.cli import EXIT_USER_ERROR, cli
 from glassnet.gradcheck import gradcheck
-from glassnet.models import resnet20
+from glassnet.models import MODELS, default_input_shape, resnet20
 from glassnet.visualize import (
     feature_visualization,
     grad_cam,
@@ -463,3 +466,84 @@ def test_grad_cam_of_pretrained_lite0_is_on_the_cat(lite0: nn.Module) -> None:
         share = cam[:, inside].sum() / cam.sum()
         print(f"Grad-CAM of {imagenet_classes()[cls]!r}: {share:.1%} of the mass on its photo")
         assert share > 0.8
+
+
+# ------------------------------------------------------------------------------ command line
+def invoke(*args: Any) -> Any:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = glassnet.models.lenet5(rng=0)
+    path = tmp_path_factory.mktemp("vis") / "lenet.safetensors"
+    classes = [f"digit {i}" for i in range(10)]
+    save_checkpoint(path, model, architecture="lenet5", arch_kwargs={"num_classes": 10, "in_channels": 1},
+                    classes=classes, normalization={"mean": [0.5], "std": [0.25]}, input_shape=(1, 28, 28))  # fmt: skip
+    return path
+
+
+def test_cli_writes_each_picture(tmp_path: Path, checkpoint: Path) -> None:
+    runs = [
+        ("gradcam", "resnet20", "--layer", "layer2.1"),
+        ("saliency", checkpoint, "--target", "digit 3"),
+        ("saliency", "resnet20", "--method", "smoothgrad", "--samples", "3"),
+        ("saliency", "tf_cnn", "--method", "guided", "--target", "4"),
+        ("occlusion", checkpoint, SAMPLES / "camera.png", "--window", "7", "--stride", "7"),
+        ("features", checkpoint, "--steps", "3", "--channel", "1", "--channel", "4"),
+        ("features", "resnet20", "--layer", "layer1.0", "--steps", "2", "--size", "24"),
+    ]
+    for i, run in enumerate(runs):
+        out = tmp_path / f"{i}.png"
+        r = invoke("visualize", *run, "-o", out, "--quiet")
+        assert r.exit_code == 0, (run, r.output, r.exception)
+        assert f"wrote {out}" in r.stdout
+        w, h = png_size(out)
+        assert 600 <= w <= 2000 and 300 <= h <= 1500, (run, w, h)
+    r = invoke("visualize", "gradcam", "resnet20", "-o", tmp_path / "g.png", "--quiet")
+    assert "(layer layer3)" in r.stdout  # the default: the last layer with a spatial map
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_cli_works_with_every_zoo_model(name: str, tmp_path: Path) -> None:
+    side = default_input_shape(name)[1]  # the ImageNet models run at 64×64 (AlexNet's stem needs 96) for speed
+    size = [] if side <= 64 else ["--size", "96" if name == "alexnet" else "64"]
+    r = invoke("visualize", "gradcam", name, "-o", tmp_path / "g.png", "--quiet", *size)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert png_size(tmp_path / "g.png")[0] >= 600
+
+
+def test_cli_with_pretrained_weights(tmp_path: Path, lite0: nn.Module) -> None:
+    r = invoke("visualize", "gradcam", "efficientnet_lite0", "--pretrained", "--layer", "_blocks.15", "-o",
+               tmp_path / "cam.png", "--quiet")  # fmt: skip
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert png_size(tmp_path / "cam.png") == (1200, 440)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("gradcam", "resnet20", "--layer", "layer9"), "error: unknown layer 'layer9'"),
+        (("gradcam", "resnet20", "--target", "10"), "error: target 10 is out of range: the model has 10 classes"),
+        (("saliency", "resnet20", "--target", "-3"), "error: target -3 is out of range"),
+        (("saliency", "resnet20", "--target", "zebra"), "error: unknown target 'zebra'"),
+        (("features", "resnet20", "--layer", "layer1", "--channel", "16"), "error: channel 16 is out of range"),
+        (("features", "resnet20", "--layer", "nope"), "error: unknown layer 'nope'"),
+        (("occlusion", "lenet5", "--window", "40"), "error: --window 40 is larger than the input"),
+        (("gradcam", "resnet20", "--pretrained"), "error: no pretrained weights for 'resnet20'"),
+        (("gradcam", "no_such_net"), "error: unknown model 'no_such_net'"),
+        (("saliency", "resnet20", "missing.png"), "error: Invalid value for '[IMAGE]'"),
+    ],
+)
+def test_cli_user_errors_are_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    r = invoke("visualize", *args, "-o", tmp_path / "x.png", "--quiet")
+    assert r.exit_code == EXIT_USER_ERROR, (r.output, r.exception)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), r.stderr
+    assert "Traceback" not in r.output and not (tmp_path / "x.png").exists()
