@@ -711,6 +711,11 @@ def demo() -> None:
     click.echo("(the lecture's 62,369,152 leaves out the 9,192 biases of the three dense layers)")
 
 
+from .cli_visualize import visualize  # noqa: E402 - it builds on the group above
+
+cli.add_command(visualize)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: keeps freed memory for reuse, applies --threads (BLAS threads), runs the click group."""
     args = sys.argv[1:] if argv is None else argv
