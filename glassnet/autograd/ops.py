@@ -173,10 +173,10 @@ def matmul_backward(g: Any, ctx: Context) -> tuple[Any, Any]:
     a2 = xp.reshape(a, (1, -1)) if a.ndim == 1 else a
     b2 = xp.reshape(b, (-1, 1)) if b.ndim == 1 else b
     g2 = g
+    if b.ndim == 1:  # first: for vector @ vector, g is 0-d and has no axis -2 yet
+        g2 = xp.expand_dims(g2, axis=-1)
     if a.ndim == 1:
         g2 = xp.expand_dims(g2, axis=-2)
-    if b.ndim == 1:
-        g2 = xp.expand_dims(g2, axis=-1)
     da = xp.matmul(g2, xp.matrix_transpose(b2))
     db = xp.matmul(xp.matrix_transpose(a2), g2)
     da = xp.reshape(unbroadcast(da, a2.shape if a.ndim > 1 else (1, a.shape[0])), a.shape)
