@@ -127,7 +127,9 @@ def pow_forward(a: Any, exponent: Any) -> tuple[Any, Context]:
 
 
 def pow_backward(g: Any, ctx: Context) -> tuple[Any]:
-    """∂(aᵖ)/∂a = p·aᵖ⁻¹."""
+    """∂(aᵖ)/∂a = p·aᵖ⁻¹; for p = 0 the gradient is 0 everywhere, a = 0 included (as in PyTorch)."""
+    if ctx.p == 0:
+        return (array_namespace(g).zeros_like(g),)  # p·aᵖ⁻¹ would be 0·∞ = NaN at a = 0
     return (g * ctx.p * ctx.a ** (ctx.p - 1),)
 
 
