@@ -455,6 +455,8 @@ def _transpose(self: Tensor, *axes: Any) -> Tensor:
 
 def _flatten(self: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     nd = self.ndim
+    if nd == 0:
+        return reshape(self, (1,))  # a 0-d tensor flattens to one element, as in torch
     s, e = start_dim % nd, end_dim % nd
     shape = (*self.shape[:s], int(np.prod(self.shape[s : e + 1], dtype=np.int64)), *self.shape[e + 1 :])
     return reshape(self, shape)

@@ -38,6 +38,11 @@ class _GradMode(contextlib.ContextDecorator):
         self.enabled = enabled
         self._prev: list[bool] = []
 
+    def _recreate_cm(self) -> _GradMode:
+        # As a decorator, each call gets its own instance: one shared ``_prev`` stack would
+        # mix up the saved modes of threads running the decorated function at the same time.
+        return _GradMode(self.enabled)
+
     def __enter__(self) -> None:
         self._prev.append(is_grad_enabled())
         _state.grad = self.enabled
@@ -46,17 +51,18 @@ class _GradMode(contextlib.ContextDecorator):
         _state.grad = self._prev.pop()
 
 
-def no_grad() -> _GradMode:
-    """Context manager (and decorator): ops record no graph, so nothing is kept for backward.
+def no_grad(func: Callable[..., Any] | None = None) -> Any:
+    """Context manager (and decorator, with or without parentheses, as in torch): ops record
+    no graph, so nothing is kept for backward.
 
     Use it for inference and evaluation: it saves the memory of every saved context.
     """
-    return _GradMode(False)
+    return _GradMode(False) if func is None else _GradMode(False)(func)
 
 
-def enable_grad() -> _GradMode:
+def enable_grad(func: Callable[..., Any] | None = None) -> Any:
     """Context manager (and decorator): record graphs again, even inside :func:`no_grad`."""
-    return _GradMode(True)
+    return _GradMode(True) if func is None else _GradMode(True)(func)
 
 
 class Node:
