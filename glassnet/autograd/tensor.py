@@ -107,6 +107,26 @@ class Node:
         return f"<{self.name}Backward{where} → {self.out_shape}>"
 
 
+class HookHandle:
+    """What :meth:`Tensor.register_hook` returns: ``handle.remove()`` unregisters the hook.
+
+    Calling the handle does the same (the earlier interface returned a function).
+    """
+
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list[Callable[[Any], Any]], hook: Callable[[Any], Any]) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        for i, h in enumerate(self._hooks):
+            if h is self._hook:
+                del self._hooks[i]
+                return
+
+    __call__ = remove
+
+
 _ARRAY_TYPES: tuple[type, ...] = (np.ndarray,)
 
 
@@ -181,15 +201,15 @@ class Tensor:
         self._retain = True
         return self
 
-    def register_hook(self, hook: Callable[[Any], Any]) -> Callable[[], None]:
+    def register_hook(self, hook: Callable[[Any], Any]) -> HookHandle:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned array replaces it.
 
-        Returns a function that removes the hook.
+        Returns a handle: ``handle.remove()`` removes the hook (as in torch).
         """
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         self._hooks.append(hook)
-        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+        return HookHandle(self._hooks, hook)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         if set_to_none or self.grad is None:
