@@ -215,6 +215,25 @@ def cast_backward(g: Any, ctx: Context) -> tuple[Any]:
 cast = Op(cast_forward, cast_backward, meta=lambda a, dtype=None: Meta(tuple(a.shape), np.dtype(dtype)))
 
 
+def to_device_forward(a: Any, device: Any = None) -> tuple[Any, Context]:
+    """a moved to ``device`` ("cpu": NumPy, "cuda": CuPy)."""
+    from ..backend import device_of, move
+
+    ctx = Context(numpy=isinstance(a, np.ndarray), xp=array_namespace(a), device=device_of(a))
+    return move(a, device), ctx
+
+
+def to_device_backward(g: Any, ctx: Context) -> tuple[Any]:
+    """The gradient moves back to where the input lives."""
+    from ..backend import to_numpy
+
+    g = to_numpy(g)
+    return (g if ctx.numpy else ctx.xp.asarray(g, device=ctx.device),)
+
+
+to_device = Op(to_device_forward, to_device_backward, meta=lambda a, device=None: Meta(tuple(a.shape), a.dtype))
+
+
 # -- shapes ----------------------------------------------------------------------------------
 def getitem_forward(a: Any, index: Any = None) -> tuple[Any, Context]:
     """a[index]: basic slicing and integer-array indexing."""

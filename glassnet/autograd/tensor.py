@@ -130,6 +130,16 @@ class HookHandle:
 _ARRAY_TYPES: tuple[type, ...] = (np.ndarray,)
 
 
+def _is_floating(arr: Any) -> bool:
+    """Whether ``arr`` has a real floating dtype (NumPy and CuPy dtypes, or any Array-API one)."""
+    try:
+        return np.dtype(str(arr.dtype)).kind == "f"
+    except TypeError:  # e.g. array_api_strict.float64, which NumPy does not know by name
+        from ..backend import array_namespace
+
+        return bool(array_namespace(arr).isdtype(arr.dtype, "real floating"))
+
+
 def _to_array(data: Any, dtype: Any) -> Any:
     if isinstance(data, Tensor):
         data = data.data
@@ -178,7 +188,7 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         if value and self.grad_fn is None and getattr(self.data, "dtype", None) is not None:
-            if np.dtype(str(self.data.dtype)).kind != "f":
+            if not _is_floating(self.data):
                 raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
         if not value and self.grad_fn is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach()")
@@ -286,11 +296,16 @@ class Tensor:
         return ops.cast(self, dtype=np.dtype(dtype))
 
     def to(self, target: Any) -> Tensor:
-        """A copy as ``dtype`` (float32/float64) or on a device ("cpu", "cuda")."""
+        """This tensor as ``dtype`` (float32/float64) or on a device ("cpu", "cuda"), as in torch:
+        itself when nothing changes, otherwise a differentiable copy (gradients flow back)."""
         if isinstance(target, str) and target in ("cpu", "cuda") or target is None:
-            from ..backend import move
+            if ((target or "cpu") == "cpu") == isinstance(self.data, np.ndarray):
+                return self
+            from . import ops
 
-            return Tensor(move(self.data, target), requires_grad=self.requires_grad and self.is_leaf)
+            return ops.to_device(self, device=target or "cpu")
+        if np.dtype(target) == np.dtype(str(self.data.dtype)):
+            return self
         return self.astype(target)
 
     def __repr__(self) -> str:
@@ -345,7 +360,9 @@ def _accumulate(t: Tensor, g: Any) -> None:
     if g.shape != t.data.shape:
         raise ValueError(f"gradient of shape {tuple(g.shape)} for a tensor of shape {t.shape}")
     if t.grad is None:
-        t.grad = g.astype(t.data.dtype, copy=True)
+        from ..backend import array_namespace
+
+        t.grad = array_namespace(g).astype(g, t.data.dtype, copy=True)  # the Array API's astype
     else:
         t.grad = t.grad + g
 
