@@ -656,6 +656,28 @@ def test_grad_mode_is_thread_local() -> None:
     assert seen["A after"] is True and seen["B after"] is False and seen["B outside"] is True
 
 
+def test_use_backend_decorator_switches_only_during_calls() -> None:
+    """``use_backend(name)`` as a call switches the program; as a block or a decorator only the
+    block or the calls. Decorating switched the whole program until the first call, and each
+    call then restored the backend of decoration time."""
+    assert glassnet.get_backend() == "fast"
+
+    @glassnet.use_backend("reference")
+    def inside() -> str:
+        return glassnet.get_backend()
+
+    assert glassnet.get_backend() == "fast"
+    assert inside() == "reference" and glassnet.get_backend() == "fast"
+    try:
+        glassnet.use_backend("reference")  # a global switch ...
+        assert inside() == "reference" and glassnet.get_backend() == "reference"  # ... survives a call
+    finally:
+        glassnet.use_backend("fast")
+    with glassnet.use_backend("reference"):
+        assert glassnet.get_backend() == "reference"
+    assert glassnet.get_backend() == "fast"
+
+
 def test_retain_graph(torch: Any) -> None:
     a, ta = both(np.array([1.0, -2.0, 3.0]), torch)
     y, ty = (a * a * a).sum(), (ta * ta * ta).sum()
