@@ -1127,6 +1127,21 @@ def test_custom_op_with_a_wrong_backward_is_caught() -> None:
         report.assert_ok()
 
 
+def test_custom_op_backward_of_the_wrong_shape_or_count_is_named() -> None:
+    """A backward that returns a gradient of the wrong shape, or too few gradients, fails at its
+    own node, named (a wrong shape for a non-leaf input used to surface later, as a reshape
+    error in whichever op received the gradient, or be broadcast silently)."""
+    summed = glassnet.Op(scaled_tanh_forward, lambda g, ctx: (g.sum(), scaled_tanh_backward(g, ctx)[1]), name="summed")
+    one_grad = glassnet.Op(scaled_tanh_forward, lambda g, ctx: (g * ctx.scale,), name="one_grad")
+    x = np.random.default_rng(1).standard_normal((2, 2, 4, 4))
+    for op, message in (
+        (summed, r"backward of summed: gradient 0 has shape \(\), input \(2, 3, 2, 2\)"),
+        (one_grad, r"backward of one_grad must return a tuple with one gradient per array input"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            custom_op_net(op)(x).sum().backward()
+
+
 # =============================================================================================
 # 5. Memory and graph hygiene
 # =============================================================================================

@@ -431,9 +431,16 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         in_grads = node.op.run_backward(g, node.ctx, node.backend, tuple(t is not None for t in node.inputs))
         if not retain_graph:
             node.ctx = None
-        for t, ig in zip(node.inputs, in_grads, strict=False):
+        if not isinstance(in_grads, tuple | list) or len(in_grads) < len(node.inputs):
+            raise ValueError(
+                f"backward of {node.name} must return a tuple with one gradient per array input "
+                f"(at least {len(node.inputs)} here), got {in_grads!r:.80}"
+            )
+        for i, (t, ig) in enumerate(zip(node.inputs, in_grads, strict=False)):
             if t is None or ig is None:
                 continue
+            if tuple(ig.shape) != t.shape:  # caught here, where the faulty backward can be named
+                raise ValueError(f"backward of {node.name}: gradient {i} has shape {tuple(ig.shape)}, input {t.shape}")
             if t.grad_fn is None:
                 _accumulate(t, _apply_hooks(t, ig))
             else:
