@@ -358,7 +358,8 @@ def _concat_meta(*arrays: Any, axis: int = 0) -> Meta:
     first = list(arrays[0].shape)
     ax = axis % len(first)
     for a in arrays[1:]:
-        if len(a.shape) != len(first) or any(x != y for i, (x, y) in enumerate(zip(a.shape, first)) if i != ax):
+        same_rank = len(a.shape) == len(first)
+        if not same_rank or any(x != y for i, (x, y) in enumerate(zip(a.shape, first, strict=True)) if i != ax):
             raise ValueError(f"concatenate: shapes {[tuple(a.shape) for a in arrays]} differ outside axis {axis}")
     first[ax] = sum(a.shape[ax] for a in arrays)
     return Meta(tuple(first))
