@@ -5,7 +5,7 @@ forward pass (:mod:`glassnet.functional`), wrapped as layers (:mod:`glassnet.nn`
 trained by optimisers (:mod:`glassnet.optim`) and checked against PyTorch.
 """
 
-from . import functional, nn
+from . import fast, functional, nn  # fast: registers the fast kernels onto the ops
 from ._version import __version__
 from .backend import get_default_dtype, set_default_dtype
 from .gradcheck import GradcheckReport, gradcheck
@@ -15,6 +15,7 @@ from .nn.init import manual_seed
 __all__ = [
     "GradcheckReport",
     "Summary",
+    "fast",
     "functional",
     "get_default_dtype",
     "gradcheck",
