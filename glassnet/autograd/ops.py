@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_namespace
+from ..backend import array_namespace, dtype_name, namespace_dtype
 from .function import Context, Meta, MetaArray, Op
 from .tensor import Tensor
 
@@ -188,31 +188,76 @@ matmul = Op(matmul_forward, matmul_backward, meta=_matmul_meta)
 
 
 def cast_forward(a: Any, dtype: Any = None) -> tuple[Any, Context]:
-    """a converted to ``dtype``."""
-    return a.astype(dtype) if a.dtype != dtype else a, Context(dtype=a.dtype)
+    """a converted to ``dtype`` (a NumPy dtype or a name: the array's namespace's dtype of that name)."""
+    xp = array_namespace(a)
+    target = namespace_dtype(xp, dtype)
+    return (a if dtype_name(a.dtype) == dtype_name(target) else xp.astype(a, target)), Context(dtype=a.dtype)
 
 
 def cast_backward(g: Any, ctx: Context) -> tuple[Any]:
-    return (g.astype(ctx.dtype),)
+    return (array_namespace(g).astype(g, ctx.dtype),)
 
 
 cast = Op(cast_forward, cast_backward, meta=lambda a, dtype=None: Meta(tuple(a.shape), np.dtype(dtype)))
 
 
 # -- shapes ----------------------------------------------------------------------------------
+def _standard_index(a: Any, index: Any) -> Any:
+    """NumPy's index as the Array API spells it: a tuple, ending in ``...`` (the standard
+    does not fill in trailing axes the way NumPy does). NumPy arrays keep their index."""
+    if isinstance(a, np.ndarray):
+        return index
+    index = index if isinstance(index, tuple) else (index,)
+    return index if any(i is Ellipsis for i in index) else (*index, ...)
+
+
+def _is_int_array(i: Any) -> bool:
+    return _is_arrayish(i) and dtype_name(i.dtype).startswith(("int", "uint"))
+
+
 def getitem_forward(a: Any, index: Any = None) -> tuple[Any, Context]:
-    """a[index]: basic slicing and integer-array indexing."""
-    return a[index], Context(shape=tuple(a.shape), dtype=a.dtype, index=index, like=a)
+    """a[index]: basic slicing, boolean masks and integer-array indexing."""
+    index = _standard_index(a, index)
+    if _rows_of(index):  # a[rows]: the standard's spelling is take (it mixes no arrays with slices)
+        xp = array_namespace(a)
+        return xp.take(a, index[0] % a.shape[0], axis=0), Context(shape=tuple(a.shape), dtype=a.dtype, index=index)
+    return a[index], Context(shape=tuple(a.shape), dtype=a.dtype, index=index)
+
+
+def _rows_of(index: Any) -> bool:
+    """Whether a standard index (see :func:`_standard_index`) is ``(1-D int array, ...)``."""
+    return (
+        isinstance(index, tuple)
+        and len(index) == 2
+        and _is_int_array(index[0])
+        and index[0].ndim == 1
+        and index[1] is Ellipsis
+        and not isinstance(index[0], np.ndarray)
+    )
 
 
 def getitem_backward(g: Any, ctx: Context) -> tuple[Any]:
     """The gradient goes back to the cells that were read (added up where read twice)."""
     xp = array_namespace(g)
     out = xp.zeros(ctx.shape, dtype=g.dtype, device=_device(g))
+    index = ctx.index
     if isinstance(out, np.ndarray):
-        np.add.at(out, ctx.index, g)
+        np.add.at(out, index, g)
+    elif type(out).__module__.startswith("cupy"):
+        import cupyx  # type: ignore[import-not-found]  # only for CuPy arrays, which need CuPy anyway
+
+        cupyx.scatter_add(out, index, g)
+    elif not any(_is_int_array(i) for i in index):
+        out[index] += g  # slices, integers and masks read each cell at most once
+    elif _rows_of(index):
+        # a[rows]: cell r of axis 0 gets Σ of the gradient rows that read it, onehotᵀ @ g (repeats add up)
+        rows = index[0] % ctx.shape[0]
+        onehot = xp.astype(xp.reshape(rows, (-1, 1)) == xp.arange(ctx.shape[0], device=_device(g)), g.dtype)
+        out = xp.reshape(xp.matmul(xp.matrix_transpose(onehot), xp.reshape(g, (rows.shape[0], -1))), ctx.shape)
     else:
-        out[ctx.index] += g  # basic indexing reads each cell at most once
+        raise NotImplementedError(
+            f"backward of integer-array indexing {index!r} on {xp.__name__} arrays: only a[int_array] is supported"
+        )
     return (out,)
 
 

@@ -177,7 +177,7 @@ def conv2d_backward(grad: Any, ctx: Context, need_dx: bool | None = None) -> tup
     (pt, pb), (pl, pr) = ctx.pads
     dx_pad = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=grad.dtype, device=device_of(grad))
     for t, (rows, cols) in taps((kh, kw), ctx.stride, ctx.dilation, ctx.out_hw):
-        dx_pad[:, :, rows, cols] += dcols[:, :, t]
+        dx_pad[:, :, rows, cols] += dcols[:, :, t, :, :]
     return unpad2d(dx_pad, ctx.pads, (h, w)), dw, db
 
 

@@ -116,10 +116,10 @@ def _channel_window_sum(a: Any, before: int, after: int) -> Any:
     """out[:, c] = Σ a[:, c − before … c + after] (zero outside the channels)."""
     xp, c = array_namespace(a), a.shape[1]
     padded = xp.zeros((a.shape[0], c + before + after, *a.shape[2:]), dtype=a.dtype, device=device_of(a))
-    padded[:, before : before + c] = a
-    out = xp.asarray(padded[:, 0:c], copy=True)
+    padded[:, before : before + c, ...] = a
+    out = xp.asarray(padded[:, 0:c, ...], copy=True)
     for o in range(1, before + after + 1):
-        out += padded[:, o : o + c]
+        out += padded[:, o : o + c, ...]
     return out
 
 
