@@ -376,3 +376,18 @@ def tensor_py_array_api(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(tensor_py.Tensor, "requires_grad", property(original.fget, set_requires_grad))
     monkeypatch.setattr(tensor_py, "_accumulate", accumulate)
+
+
+def test_nothing_imports_cupy_unless_asked() -> None:
+    """CuPy is the optional ``gpu`` extra: importing glassnet and running its ops must not import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, glassnet, glassnet.fast, glassnet.functional as F\n"
+        "x = np.ones((1, 1, 4, 4))\n"
+        "F.max_pool2d(F.relu(F.conv2d(x, np.ones((1, 1, 3, 3)), padding=1)), 2)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cupy', 'cupyx')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

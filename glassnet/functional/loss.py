@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_namespace, as_float, as_grad, asarray_like, device_of, dtype_name, is_numpy, to_numpy
+from ..backend import array_namespace, as_float, as_grad, asarray_like, device_of, dtype_name, is_numpy
 from ._args import shape_of
 from ._op import Context, Meta, Op
 
@@ -49,12 +49,11 @@ def _check_finite(loss: Any, op: str, **inputs: Any) -> None:
     xp = array_namespace(loss)
     if bool(xp.all(xp.isfinite(loss))):
         return
-    values = to_numpy(loss)  # only to word the error: the slow path
-    bad = values if values.ndim == 0 else values[~np.isfinite(values)].flat[0]
+    flat = xp.reshape(loss, (-1,))
+    bad = flat[int(xp.argmax(xp.astype(~xp.isfinite(flat), xp.int8)))]  # the first non-finite value
     where = []
     for name, a in inputs.items():
-        a = to_numpy(a)
-        n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+        n_nan, n_inf = int(xp.sum(xp.astype(xp.isnan(a), xp.int64))), int(xp.sum(xp.astype(xp.isinf(a), xp.int64)))
         if n_nan or n_inf:
             where.append(f"{name} contain {n_nan} NaN and {n_inf} infinite values")
     detail = "; ".join(where) if where else "the inputs are finite (overflow in the loss itself)"
