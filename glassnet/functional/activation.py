@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import array_namespace, as_float
+from ..backend import array_namespace, as_float, device_of
 from ._op import Context, Op
 
 
@@ -30,13 +30,14 @@ relu = Op(relu_forward, relu_backward)
 def leaky_relu_forward(x: Any, negative_slope: float = 0.01) -> tuple[Any, Context]:
     """Leaky ReLU: x for x > 0, negative_slope·x otherwise."""
     x = as_float(x, "leaky_relu input")
-    mask = x > 0
-    return array_namespace(x).where(mask, x, x * negative_slope), Context(mask=mask, slope=negative_slope)
+    xp = array_namespace(x)
+    slope = xp.where(x > 0, xp.ones((), dtype=x.dtype, device=device_of(x)), negative_slope)  # dy/dx per cell
+    return x * slope, Context(slope=slope)
 
 
 def leaky_relu_backward(grad: Any, ctx: Context) -> tuple[Any]:
     """Slope 1 where x > 0, negative_slope elsewhere."""
-    return (array_namespace(grad).where(ctx.mask, grad, grad * ctx.slope),)
+    return (grad * ctx.slope,)
 
 
 leaky_relu = Op(leaky_relu_forward, leaky_relu_backward)

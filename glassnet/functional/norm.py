@@ -13,12 +13,19 @@ from ._args import shape_of
 from ._op import Context, Op
 
 
-def _bn_axes(x: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if x.ndim == 4:
-        return (0, 2, 3), (1, -1, 1, 1)
-    if x.ndim == 2:
-        return (0,), (1, -1)
-    raise ValueError(f"batch_norm expected [N, C, H, W] or [N, C] input, got shape {tuple(x.shape)}")
+def _bn_check(x: Any, training: bool, **per_channel: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validate batch_norm's arguments; the reduced axes and the per-channel broadcast shape."""
+    if x.ndim not in (2, 4):
+        raise ValueError(f"batch_norm expected [N, C, H, W] or [N, C] input, got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    for name, a in per_channel.items():
+        if a is not None and shape_of(a) != (c,):
+            raise ValueError(f"batch_norm: {name} must have shape ({c},), got {shape_of(a)}")
+    if training and math.prod(x.shape) // c < 2:
+        raise ValueError(f"batch_norm: training needs more than 1 value per channel, got input shape {tuple(x.shape)}")
+    if not training and (per_channel["running_mean"] is None or per_channel["running_var"] is None):
+        raise ValueError("batch_norm: inference (training=False) needs running_mean and running_var")
+    return ((0, 2, 3), (1, -1, 1, 1)) if x.ndim == 4 else ((0,), (1, -1))
 
 
 def batch_norm_forward(
@@ -41,22 +48,9 @@ def batch_norm_forward(
     """
     x = as_float(x, "batch_norm input")
     xp = array_namespace(x)
-    axes, shape = _bn_axes(x)
-    c = x.shape[1]
-    for name, a in (
-        ("weight", weight),
-        ("bias", bias),
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-    ):
-        if a is not None and shape_of(a) != (c,):
-            raise ValueError(f"batch_norm: {name} must have shape ({c},), got {shape_of(a)}")
+    axes, shape = _bn_check(x, training, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
     if training:
-        count = math.prod(x.shape) // c
-        if count < 2:
-            raise ValueError(
-                f"batch_norm: training needs more than 1 value per channel, got input shape {tuple(x.shape)}"
-            )
+        count = math.prod(x.shape) // x.shape[1]
         mean = xp.mean(x, axis=axes)
         xc = x - xp.reshape(mean, shape)
         var = xp.mean(xc * xc, axis=axes)
@@ -67,8 +61,6 @@ def batch_norm_forward(
             running_var *= 1 - momentum
             running_var += momentum * var * (count / (count - 1))
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: inference (training=False) needs running_mean and running_var")
         mean, var = asarray_like(running_mean, x), asarray_like(running_var, x)
         xc = x - xp.reshape(mean, shape)
     inv_std = 1.0 / xp.sqrt(var + eps)
@@ -78,15 +70,8 @@ def batch_norm_forward(
         out = out * xp.reshape(asarray_like(weight, x), shape)
     if bias is not None:
         out = out + xp.reshape(asarray_like(bias, x), shape)
-    ctx = Context(
-        xhat=xhat,
-        inv_std=inv_std,
-        weight=weight,
-        has_bias=bias is not None,
-        training=training,
-        axes=axes,
-        shape=shape,
-    )
+    ctx = Context(xhat=xhat, inv_std=inv_std, weight=weight, has_bias=bias is not None, training=training)
+    ctx.update(axes=axes, shape=shape)
     return out, ctx
 
 

@@ -275,7 +275,7 @@ def global_avg_pool2d_backward(grad: Any, ctx: Context) -> tuple[Any]:
     """Every cell of a map receives 1/(H·W) of its output's gradient."""
     g = as_grad(grad, ctx.dtype) / (ctx.x_shape[2] * ctx.x_shape[3])
     xp = array_namespace(g)
-    return (xp.zeros(ctx.x_shape, dtype=g.dtype, device=device_of(g)) + g,)
+    return (xp.asarray(xp.broadcast_to(g, ctx.x_shape), copy=True),)
 
 
 def _global_meta(x: Any) -> Meta:
