@@ -46,12 +46,13 @@ def array_namespace(*arrays: Any) -> Any:
     ``permute_dims``, ``concat``, ...); every op written against it runs unchanged on CuPy
     and on ``array_api_strict``. Python numbers and None are ignored.
     """
+    if all(isinstance(a, np.ndarray | np.generic) or not hasattr(a, "shape") for a in arrays):
+        return _np_namespace()  # the common case, checked first: ops call this on every call
     import array_api_compat
 
-    arrays = tuple(a for a in arrays if hasattr(a, "shape") and not isinstance(a, np.generic))
-    if not arrays or all(isinstance(a, np.ndarray) for a in arrays):
-        return _np_namespace()
-    return array_api_compat.array_namespace(*arrays)
+    return array_api_compat.array_namespace(
+        *(a for a in arrays if hasattr(a, "shape") and not isinstance(a, np.generic))
+    )
 
 
 @functools.cache
@@ -111,6 +112,14 @@ def dtype_name(dtype: Any) -> str:
     """'float32', 'int64', ... for a NumPy, CuPy or array-api-strict dtype (or a NumPy scalar type)."""
     if isinstance(dtype, str):
         return dtype
+    try:
+        return _dtype_name(dtype)
+    except TypeError:  # an unhashable dtype object
+        return _dtype_name.__wrapped__(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_name(dtype: Any) -> str:
     if isinstance(dtype, type):
         return np.dtype(dtype).name
     name = getattr(dtype, "name", None)
@@ -133,6 +142,8 @@ def as_grad(grad: Any, dtype: Any) -> Any:
     Arrays keep their namespace and device (no copy when the dtype already matches);
     Python and NumPy numbers become NumPy arrays.
     """
+    if isinstance(grad, np.ndarray) and grad.dtype == dtype:
+        return grad
     if isinstance(grad, np.ndarray | np.generic) or not hasattr(grad, "__array_namespace__"):
         return np.asarray(grad, dtype=dtype_name(dtype))
     xp = array_namespace(grad)
@@ -192,12 +203,12 @@ def result_dtype(*arrays: Any) -> Any:
     A NumPy dtype for NumPy inputs (and Python numbers); for other namespaces, that
     namespace's dtype object (``array_api_strict.float64``, ...), ready for ``xp.astype``.
     """
-    present = [a for a in arrays if a is not None and hasattr(a, "dtype") and hasattr(a, "shape")]
-    wide = any(dtype_name(a.dtype) == "float64" for a in present)
-    foreign = [a for a in present if not isinstance(a, np.ndarray | np.generic)]
-    if not foreign:
-        return np.dtype(np.float64 if wide else np.float32)
+    foreign = [a for a in arrays if hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray | np.generic)]
+    if not foreign:  # NumPy (the common case, kept cheap: ops call this once per call)
+        wide = any(a is not None and getattr(a, "dtype", None) == np.float64 for a in arrays)
+        return _SUPPORTED[1] if wide else _SUPPORTED[0]
     xp = array_namespace(*foreign)
+    wide = any(dtype_name(a.dtype) == "float64" for a in arrays if hasattr(a, "dtype"))
     return xp.float64 if wide else xp.float32
 
 

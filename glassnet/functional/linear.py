@@ -37,7 +37,7 @@ def linear_forward(x: Any, weight: Any, bias: Any = None) -> tuple[Any, Context]
     _linear_check(x, weight, bias)
     xp, dtype = array_namespace(x, weight), result_dtype(x, weight, bias)
     x, weight = xp.astype(x, dtype, copy=False), xp.astype(weight, dtype, copy=False)
-    out = xp.matmul(x, xp.matrix_transpose(weight))
+    out = x @ xp.matrix_transpose(weight)
     if bias is not None:
         out = out + asarray_like(bias, x)
     return out, Context(x=x, weight=weight, has_bias=bias is not None)
@@ -50,8 +50,8 @@ def linear_backward(grad: Any, ctx: Context, need_dx: bool | None = None) -> tup
     xp = array_namespace(grad)
     g2 = xp.reshape(grad, (-1, grad.shape[-1]))
     x2 = xp.reshape(ctx.x, (-1, ctx.x.shape[-1]))
-    dx = xp.matmul(grad, ctx.weight) if need_dx else None
-    dw = xp.matmul(xp.matrix_transpose(g2), x2)
+    dx = grad @ ctx.weight if need_dx else None
+    dw = xp.matrix_transpose(g2) @ x2
     db = xp.sum(g2, axis=0) if ctx.has_bias else None
     return dx, dw, db
 
