@@ -12,6 +12,7 @@ touching the ops. Floating-point policy:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -108,22 +109,26 @@ def is_numpy(x: Any) -> bool:
     return isinstance(x, np.ndarray)
 
 
+_DTYPE_NAMES: dict[tuple[type, Any], str] = {}
+
+
 def dtype_name(dtype: Any) -> str:
     """'float32', 'int64', ... for a NumPy, CuPy or array-api-strict dtype (or a NumPy scalar type)."""
     if isinstance(dtype, str):
         return dtype
+    key = (type(dtype), dtype)  # the type first: dtypes of different libraries are never compared
     try:
-        return _dtype_name(dtype)
-    except TypeError:  # an unhashable dtype object
-        return _dtype_name.__wrapped__(dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def _dtype_name(dtype: Any) -> str:
+        return _DTYPE_NAMES[key]
+    except (KeyError, TypeError):
+        pass
     if isinstance(dtype, type):
-        return np.dtype(dtype).name
-    name = getattr(dtype, "name", None)
-    return name if isinstance(name, str) else str(dtype).rsplit(".", 1)[-1]
+        name = np.dtype(dtype).name
+    else:
+        name = getattr(dtype, "name", None)
+        name = name if isinstance(name, str) else str(dtype).rsplit(".", 1)[-1]
+    with contextlib.suppress(TypeError):  # unhashable: not cached
+        _DTYPE_NAMES[key] = name
+    return name
 
 
 def is_floating(dtype: Any) -> bool:
