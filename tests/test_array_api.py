@@ -391,3 +391,15 @@ def test_nothing_imports_cupy_unless_asked() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_arrays_passed_by_keyword_run_the_reference(device: Any) -> None:
+    """The fast NumPy kernels decline non-NumPy arrays however they are passed."""
+    x = xps.asarray(_rng(13).standard_normal((1, 2, 6, 6)), device=device)
+    w = xps.asarray(_rng(14).standard_normal((3, 2, 3, 3)), device=device)
+    out, ctx = F.conv2d.forward(x=x, weight=w, padding=1)
+    assert ctx.backend == "reference"
+    assert_on(out, device, "conv2d output")
+    out, ctx = F.max_pool2d.forward(x=x, kernel_size=2)
+    assert ctx.backend == "reference"
+    assert_on(out, device, "max_pool2d output")

@@ -23,7 +23,7 @@ inside ``use_backend("reference")``).
 from ..functional import conv2d, max_pool2d
 from . import conv, pool
 
-conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward)
+conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
 max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
 
 __all__ = ["conv", "pool"]

@@ -314,3 +314,8 @@ def conv2d_backward(
     if ctx.flip:
         dw = dw[:, :, ::-1, ::-1]
     return dx, np.ascontiguousarray(dw), db
+
+
+def supports(*args: Any, **kwargs: Any) -> bool:
+    """NumPy inputs only, keyword arguments included (the dispatcher looks at positional ones)."""
+    return all(isinstance(v, np.ndarray) for v in (*args, *kwargs.values()) if hasattr(v, "__array_namespace__"))

@@ -225,10 +225,13 @@ def _max_pool2d_backward(grad: np.ndarray, ctx: Context, out: np.ndarray | None)
     return out
 
 
-def supports(x: Any, kernel_size: Any, *args: Any, **kwargs: Any) -> bool:
-    """Windows of at most 255 cells (the winners are uint8); larger ones run the reference."""
+def supports(x: Any = None, kernel_size: Any = None, *args: Any, **kwargs: Any) -> bool:
+    """NumPy input and windows of at most 255 cells (the winners are uint8); the rest runs the reference."""
+    x = kwargs.get("x", x)
+    if hasattr(x, "__array_namespace__") and not isinstance(x, np.ndarray):
+        return False  # passed by keyword: the dispatcher only looks at positional arguments
     try:
-        kh, kw = pair(kernel_size, "kernel_size")
+        kh, kw = pair(kwargs.get("kernel_size", kernel_size), "kernel_size")
     except (TypeError, ValueError):
         return False  # the reference raises the error
     return kh * kw <= 255
