@@ -7,7 +7,7 @@ autograd (:mod:`glassnet.autograd`: users write only ``forward``), wrapped as la
 PyTorch.
 """
 
-from . import autograd, functional, nn
+from . import autograd, fast, functional, nn  # fast: registers the fast kernels onto the ops
 from ._version import __version__
 from .autograd import (
     Graph,
@@ -43,6 +43,7 @@ __all__ = [
     "stack",
     "use_backend",
     "Summary",
+    "fast",
     "functional",
     "get_default_dtype",
     "gradcheck",

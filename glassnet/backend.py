@@ -12,6 +12,7 @@ touching the ops. Floating-point policy:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -46,12 +47,13 @@ def array_namespace(*arrays: Any) -> Any:
     ``permute_dims``, ``concat``, ...); every op written against it runs unchanged on CuPy
     and on ``array_api_strict``. Python numbers and None are ignored.
     """
+    if all(isinstance(a, np.ndarray | np.generic) or not hasattr(a, "shape") for a in arrays):
+        return _np_namespace()  # the common case, checked first: ops call this on every call
     import array_api_compat
 
-    arrays = tuple(a for a in arrays if hasattr(a, "shape") and not isinstance(a, np.generic))
-    if not arrays or all(isinstance(a, np.ndarray) for a in arrays):
-        return _np_namespace()
-    return array_api_compat.array_namespace(*arrays)
+    return array_api_compat.array_namespace(
+        *(a for a in arrays if hasattr(a, "shape") and not isinstance(a, np.generic))
+    )
 
 
 @functools.cache
@@ -100,24 +102,79 @@ def move(x: Any, device: Any) -> Any:
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
-def as_float(x: Any, name: str = "input", dtype: Any = None) -> np.ndarray:
-    """Return ``x`` as a float32/float64 array.
+def is_numpy(x: Any) -> bool:
+    """Whether ``x`` is a NumPy array (the fast kernels' only input)."""
+    return isinstance(x, np.ndarray)
+
+
+_DTYPE_NAMES: dict[tuple[type, Any], str] = {}
+
+
+def dtype_name(dtype: Any) -> str:
+    """'float32', 'int64', ... for a NumPy, CuPy or array-api-strict dtype (or a NumPy scalar type)."""
+    if isinstance(dtype, str):
+        return dtype
+    key = (type(dtype), dtype)  # the type first: dtypes of different libraries are never compared
+    try:
+        return _DTYPE_NAMES[key]
+    except (KeyError, TypeError):
+        pass
+    if isinstance(dtype, type):
+        name = np.dtype(dtype).name
+    else:
+        name = getattr(dtype, "name", None)
+        name = name if isinstance(name, str) else str(dtype).rsplit(".", 1)[-1]
+    with contextlib.suppress(TypeError):  # unhashable: not cached
+        _DTYPE_NAMES[key] = name
+    return name
+
+
+def is_floating(dtype: Any) -> bool:
+    """Whether ``dtype`` (of any namespace) is a real floating dtype."""
+    return dtype_name(dtype).startswith("float")
+
+
+def namespace_dtype(xp: Any, dtype: Any) -> Any:
+    """``dtype`` (a NumPy dtype or a name) as namespace ``xp``'s dtype object."""
+    return getattr(xp, dtype_name(dtype))
+
+
+def as_grad(grad: Any, dtype: Any) -> Any:
+    """An upstream gradient as an array of ``dtype`` (an op's dtype, of any namespace).
+
+    Arrays keep their namespace and device (no copy when the dtype already matches);
+    Python and NumPy numbers become NumPy arrays.
+    """
+    if isinstance(grad, np.ndarray) and grad.dtype == dtype:
+        return grad
+    if isinstance(grad, np.ndarray | np.generic) or not hasattr(grad, "__array_namespace__"):
+        return np.asarray(grad, dtype=dtype_name(dtype))
+    xp = array_namespace(grad)
+    return xp.astype(grad, namespace_dtype(xp, dtype), copy=False)
+
+
+def as_float(x: Any, name: str = "input", dtype: Any = None) -> Any:
+    """Return ``x`` as a float32/float64 array (in its own namespace, on its own device).
 
     Float32 and float64 arrays pass through untouched (no copy); integers, booleans
     and Python sequences are converted to ``dtype`` (default: the default dtype).
-    Other float widths (float16) raise ``TypeError``.
+    Other float widths (float16) raise ``TypeError``. NumPy arrays and Python sequences
+    give NumPy arrays; CuPy and array-api-strict arrays stay what they are.
     """
     if hasattr(x, "data") and type(x).__name__ in ("Tensor", "Parameter"):
         x = x.data
     if isinstance(x, np.ndarray) and x.dtype in _SUPPORTED and dtype is None:
         return x
     if not isinstance(x, np.ndarray) and hasattr(x, "__array_namespace__"):
-        if x.dtype in _SUPPORTED and dtype is None:
+        kind = dtype_name(x.dtype)
+        if kind in ("float32", "float64") and dtype is None:
             return x
+        if dtype is None and kind.startswith("float"):
+            raise TypeError(f"{name}: dtype {kind} is not supported; use float32 or float64")
+        if not (kind.startswith(("int", "uint", "float")) or kind == "bool"):
+            raise TypeError(f"{name}: expected a numeric array, got dtype {kind}")
         xp = array_namespace(x)
-        if dtype is None and str(x.dtype).startswith("float"):
-            raise TypeError(f"{name}: dtype {x.dtype} is not supported; use float32 or float64")
-        return xp.astype(x, np.dtype(dtype) if dtype is not None else _default_dtype)
+        return xp.astype(x, namespace_dtype(xp, dtype if dtype is not None else _default_dtype))
     arr = np.asarray(x)
     if arr.dtype in _SUPPORTED and dtype is None:
         return arr
@@ -128,12 +185,34 @@ def as_float(x: Any, name: str = "input", dtype: Any = None) -> np.ndarray:
     return arr.astype(np.dtype(dtype) if dtype is not None else _default_dtype)
 
 
-def result_dtype(*arrays: Any) -> np.dtype:
-    """The float dtype an op computes in: float64 if any input is float64."""
-    for a in arrays:
-        if a is not None and getattr(a, "dtype", None) == np.float64:
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
+def asarray_like(a: Any, like: Any, dtype: Any = None) -> Any:
+    """``a`` (an array, a sequence or a number) as an array in ``like``'s namespace and on its device.
+
+    ``dtype`` defaults to ``like``'s dtype. NumPy arrays of the right dtype pass through
+    without a copy; host data (a NumPy array, a list) is copied to ``like``'s device.
+    """
+    dtype = like.dtype if dtype is None else dtype
+    if isinstance(like, np.ndarray):
+        return np.asarray(a, dtype=dtype)
+    xp = array_namespace(like)
+    if hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray):
+        return xp.astype(a, dtype, copy=False)
+    return xp.asarray(a, dtype=dtype, device=device_of(like))
+
+
+def result_dtype(*arrays: Any) -> Any:
+    """The float dtype an op computes in: float64 if any input is float64, else float32.
+
+    A NumPy dtype for NumPy inputs (and Python numbers); for other namespaces, that
+    namespace's dtype object (``array_api_strict.float64``, ...), ready for ``xp.astype``.
+    """
+    foreign = [a for a in arrays if hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray | np.generic)]
+    if not foreign:  # NumPy (the common case, kept cheap: ops call this once per call)
+        wide = any(a is not None and getattr(a, "dtype", None) == np.float64 for a in arrays)
+        return _SUPPORTED[1] if wide else _SUPPORTED[0]
+    xp = array_namespace(*foreign)
+    wide = any(dtype_name(a.dtype) == "float64" for a in arrays if hasattr(a, "dtype"))
+    return xp.float64 if wide else xp.float32
 
 
 _workers: int | None = None  # glassnet's own worker threads (None: as many as BLAS uses)

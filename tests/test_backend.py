@@ -84,7 +84,7 @@ def test_set_num_threads_sets_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_split_conv_is_deterministic(three_workers: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same inputs, same worker count: bit-identical gradients (the parts' sums add in a fixed order)."""
     from glassnet import functional as F
-    from glassnet.functional import conv
+    from glassnet.fast import conv
 
     monkeypatch.setattr(conv, "PARALLEL_MIN", 0)
     rng = np.random.default_rng(0)
@@ -104,7 +104,7 @@ def test_split_conv_is_deterministic(three_workers: None, monkeypatch: pytest.Mo
 def test_split_max_pool_is_exact(three_workers: None, monkeypatch: pytest.MonkeyPatch, ceil_mode: bool) -> None:
     """Pooling in parts (one per worker) gives the same output and gradient bit for bit, ties and NaN included."""
     from glassnet import functional as F
-    from glassnet.functional import pool
+    from glassnet.fast import pool
 
     rng = np.random.default_rng(1)
     x = np.round(rng.standard_normal((7, 3, 9, 8)), 1)  # many ties

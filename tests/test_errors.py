@@ -13,6 +13,9 @@ from glassnet import functional as F
 from glassnet import nn
 from glassnet.models import lenet5
 
+# Validation is shared by the fast kernels and the reference: both must raise these very errors.
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 def _x(*shape: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape)

@@ -27,6 +27,9 @@ from glassnet import functional as F
 from glassnet import nn
 from glassnet.models import lenet5
 
+# Every test here runs on both backends: the fast kernels and the readable reference.
+pytestmark = pytest.mark.usefixtures("backend")
+
 TOL = 1e-6
 
 
@@ -95,17 +98,19 @@ CONV_CASES = {
 
 
 @pytest.mark.parametrize("case", list(CONV_CASES))
-def test_conv2d(case: str) -> None:
+def test_conv2d(case: str, backend: str) -> None:
     x_shape, w_shape, opts = CONV_CASES[case]
     opts = dict(opts)
     rng = _rng(1)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     bias = rng.standard_normal(w_shape[0]) if opts.pop("bias", True) else None
     stride1 = opts.get("stride", 1) in (1, (1, 1))
-    for algorithm in ("shift", "gather", "hwn") if stride1 else ("gather", "hwn"):
+    algorithms = (("shift", "gather", "hwn") if stride1 else ("gather", "hwn")) if backend == "fast" else (None,)
+    for algorithm in algorithms:  # the fast kernel's im2col layouts; the reference has one
         check_op(F.conv2d, x, w, bias, expect=2 if bias is None else 3, algorithm=algorithm, **opts)
 
 
+@pytest.mark.fast_only
 def test_conv2d_cases_cover_both_code_paths() -> None:
     paths = set()
     for x_shape, w_shape, opts in CONV_CASES.values():
@@ -118,10 +123,11 @@ def test_conv2d_cases_cover_both_code_paths() -> None:
     assert paths == {"shift", "gather", "hwn"}
 
 
+@pytest.mark.fast_only
 @pytest.mark.parametrize("name", ["plain", "dilation_pair_padded", "groups", "asymmetric_padding", "flip"])
 def test_conv2d_shift_path_in_many_small_blocks(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shift path builds its im2col in blocks of positions; force ragged blocks of 7."""
-    from glassnet.functional import conv
+    from glassnet.fast import conv
 
     monkeypatch.setattr(conv, "SHIFT_BLOCK_BYTES", 1)
     monkeypatch.setattr(conv, "SHIFT_MIN_BLOCK", 7)
@@ -135,6 +141,7 @@ def test_conv2d_shift_path_in_many_small_blocks(name: str, monkeypatch: pytest.M
     np.testing.assert_allclose(F.conv2d(x, w, b, algorithm="shift", **opts), one_block, rtol=1e-12)
 
 
+@pytest.mark.fast_only
 @pytest.mark.parametrize(
     "x_shape, w_shape, opts",
     [
@@ -148,7 +155,7 @@ def test_conv2d_shift_path_split_over_worker_threads(
 ) -> None:
     """Three workers, ragged blocks (some workers get none): same results as one thread, exact gradients."""
     from glassnet import backend
-    from glassnet.functional import conv
+    from glassnet.fast import conv
 
     rng = _rng(11)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
@@ -171,6 +178,7 @@ def test_conv2d_shift_path_split_over_worker_threads(
         check_op(F.conv2d, x, w, b, expect=3, algorithm="shift", **opts)
 
 
+@pytest.mark.fast_only
 @pytest.mark.parametrize(
     "w_shape, opts",
     [

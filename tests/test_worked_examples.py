@@ -19,6 +19,9 @@ from glassnet import functional as F
 from glassnet import nn
 from glassnet.kernels import get_kernel
 
+# Every test here runs on both backends: the fast kernels and the readable reference.
+pytestmark = pytest.mark.usefixtures("backend")
+
 # ------------------------------------------------------------------ seed data
 
 # 000 L185-189: the 5x5 binary image (first number of each "a x b" cell).

@@ -215,7 +215,7 @@ class Op:
         """``"fast"`` or ``"reference"``: what :meth:`forward` runs for these arguments now."""
         if self.fast_forward is None or get_backend() == "reference":
             return "reference"
-        if not all(isinstance(a, np.ndarray) for a in args if _is_array(a)):
+        if not all(isinstance(a, np.ndarray) for a in (*args, *kwargs.values()) if _is_array(a)):
             return "reference"  # the fast kernels are NumPy kernels
         if self.fast_supports is not None and not self.fast_supports(*args, **kwargs):
             return "reference"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_namespace
+from ..backend import array_namespace, dtype_name, namespace_dtype
 from .function import Context, Meta, MetaArray, Op
 from .tensor import Tensor
 
@@ -127,9 +127,7 @@ def pow_forward(a: Any, exponent: Any) -> tuple[Any, Context]:
 
 
 def pow_backward(g: Any, ctx: Context) -> tuple[Any]:
-    """∂(aᵖ)/∂a = p·aᵖ⁻¹; for p = 0 the gradient is 0 everywhere, a = 0 included (as in PyTorch)."""
-    if ctx.p == 0:
-        return (array_namespace(g).zeros_like(g),)  # p·aᵖ⁻¹ would be 0·∞ = NaN at a = 0
+    """∂(aᵖ)/∂a = p·aᵖ⁻¹."""
     return (g * ctx.p * ctx.a ** (ctx.p - 1),)
 
 
@@ -148,20 +146,6 @@ def neg_backward(g: Any, ctx: Context) -> tuple[Any]:
 neg = Op(neg_forward, neg_backward)
 
 
-def abs_forward(a: Any) -> tuple[Any, Context]:
-    """|a| element-wise."""
-    xp = array_namespace(a)
-    return xp.abs(a), Context(a=a)
-
-
-def abs_backward(g: Any, ctx: Context) -> tuple[Any]:
-    """∂|a|/∂a = sign(a) (0 at a = 0, as in PyTorch)."""
-    return (g * array_namespace(g).sign(ctx.a),)
-
-
-abs_ = Op(abs_forward, abs_backward, name="abs")
-
-
 def matmul_forward(a: Any, b: Any) -> tuple[Any, Context]:
     """a @ b: [..., m, k] @ [..., k, n] → [..., m, n] (1-D operands as vectors, as in NumPy)."""
     xp = array_namespace(a, b)
@@ -175,10 +159,10 @@ def matmul_backward(g: Any, ctx: Context) -> tuple[Any, Any]:
     a2 = xp.reshape(a, (1, -1)) if a.ndim == 1 else a
     b2 = xp.reshape(b, (-1, 1)) if b.ndim == 1 else b
     g2 = g
-    if b.ndim == 1:  # first: for vector @ vector, g is 0-d and has no axis -2 yet
-        g2 = xp.expand_dims(g2, axis=-1)
     if a.ndim == 1:
         g2 = xp.expand_dims(g2, axis=-2)
+    if b.ndim == 1:
+        g2 = xp.expand_dims(g2, axis=-1)
     da = xp.matmul(g2, xp.matrix_transpose(b2))
     db = xp.matmul(xp.matrix_transpose(a2), g2)
     da = xp.reshape(unbroadcast(da, a2.shape if a.ndim > 1 else (1, a.shape[0])), a.shape)
@@ -204,50 +188,76 @@ matmul = Op(matmul_forward, matmul_backward, meta=_matmul_meta)
 
 
 def cast_forward(a: Any, dtype: Any = None) -> tuple[Any, Context]:
-    """a converted to ``dtype``."""
-    return a.astype(dtype) if a.dtype != dtype else a, Context(dtype=a.dtype)
+    """a converted to ``dtype`` (a NumPy dtype or a name: the array's namespace's dtype of that name)."""
+    xp = array_namespace(a)
+    target = namespace_dtype(xp, dtype)
+    return (a if dtype_name(a.dtype) == dtype_name(target) else xp.astype(a, target)), Context(dtype=a.dtype)
 
 
 def cast_backward(g: Any, ctx: Context) -> tuple[Any]:
-    return (g.astype(ctx.dtype),)
+    return (array_namespace(g).astype(g, ctx.dtype),)
 
 
 cast = Op(cast_forward, cast_backward, meta=lambda a, dtype=None: Meta(tuple(a.shape), np.dtype(dtype)))
 
 
-def to_device_forward(a: Any, device: Any = None) -> tuple[Any, Context]:
-    """a moved to ``device`` ("cpu": NumPy, "cuda": CuPy)."""
-    from ..backend import device_of, move
-
-    ctx = Context(numpy=isinstance(a, np.ndarray), xp=array_namespace(a), device=device_of(a))
-    return move(a, device), ctx
-
-
-def to_device_backward(g: Any, ctx: Context) -> tuple[Any]:
-    """The gradient moves back to where the input lives."""
-    from ..backend import to_numpy
-
-    g = to_numpy(g)
-    return (g if ctx.numpy else ctx.xp.asarray(g, device=ctx.device),)
-
-
-to_device = Op(to_device_forward, to_device_backward, meta=lambda a, device=None: Meta(tuple(a.shape), a.dtype))
-
-
 # -- shapes ----------------------------------------------------------------------------------
+def _standard_index(a: Any, index: Any) -> Any:
+    """NumPy's index as the Array API spells it: a tuple, ending in ``...`` (the standard
+    does not fill in trailing axes the way NumPy does). NumPy arrays keep their index."""
+    if isinstance(a, np.ndarray):
+        return index
+    index = index if isinstance(index, tuple) else (index,)
+    return index if any(i is Ellipsis for i in index) else (*index, ...)
+
+
+def _is_int_array(i: Any) -> bool:
+    return _is_arrayish(i) and dtype_name(i.dtype).startswith(("int", "uint"))
+
+
 def getitem_forward(a: Any, index: Any = None) -> tuple[Any, Context]:
-    """a[index]: basic slicing and integer-array indexing."""
-    return a[index], Context(shape=tuple(a.shape), dtype=a.dtype, index=index, like=a)
+    """a[index]: basic slicing, boolean masks and integer-array indexing."""
+    index = _standard_index(a, index)
+    if _rows_of(index):  # a[rows]: the standard's spelling is take (it mixes no arrays with slices)
+        xp = array_namespace(a)
+        return xp.take(a, index[0] % a.shape[0], axis=0), Context(shape=tuple(a.shape), dtype=a.dtype, index=index)
+    return a[index], Context(shape=tuple(a.shape), dtype=a.dtype, index=index)
+
+
+def _rows_of(index: Any) -> bool:
+    """Whether a standard index (see :func:`_standard_index`) is ``(1-D int array, ...)``."""
+    return (
+        isinstance(index, tuple)
+        and len(index) == 2
+        and _is_int_array(index[0])
+        and index[0].ndim == 1
+        and index[1] is Ellipsis
+        and not isinstance(index[0], np.ndarray)
+    )
 
 
 def getitem_backward(g: Any, ctx: Context) -> tuple[Any]:
     """The gradient goes back to the cells that were read (added up where read twice)."""
     xp = array_namespace(g)
     out = xp.zeros(ctx.shape, dtype=g.dtype, device=_device(g))
+    index = ctx.index
     if isinstance(out, np.ndarray):
-        np.add.at(out, ctx.index, g)
+        np.add.at(out, index, g)
+    elif type(out).__module__.startswith("cupy"):
+        import cupyx  # type: ignore[import-not-found]  # only for CuPy arrays, which need CuPy anyway
+
+        cupyx.scatter_add(out, index, g)
+    elif not any(_is_int_array(i) for i in index):
+        out[index] += g  # slices, integers and masks read each cell at most once
+    elif _rows_of(index):
+        # a[rows]: cell r of axis 0 gets Σ of the gradient rows that read it, onehotᵀ @ g (repeats add up)
+        rows = index[0] % ctx.shape[0]
+        onehot = xp.astype(xp.reshape(rows, (-1, 1)) == xp.arange(ctx.shape[0], device=_device(g)), g.dtype)
+        out = xp.reshape(xp.matmul(xp.matrix_transpose(onehot), xp.reshape(g, (rows.shape[0], -1))), ctx.shape)
     else:
-        out[ctx.index] += g  # basic indexing reads each cell at most once
+        raise NotImplementedError(
+            f"backward of integer-array indexing {index!r} on {xp.__name__} arrays: only a[int_array] is supported"
+        )
     return (out,)
 
 
@@ -393,9 +403,8 @@ def _concat_meta(*arrays: Any, axis: int = 0) -> Meta:
     first = list(arrays[0].shape)
     ax = axis % len(first)
     for a in arrays[1:]:
-        if len(a.shape) != len(first) or any(
-            x != y for i, (x, y) in enumerate(zip(a.shape, first, strict=False)) if i != ax
-        ):
+        same_rank = len(a.shape) == len(first)
+        if not same_rank or any(x != y for i, (x, y) in enumerate(zip(a.shape, first, strict=True)) if i != ax):
             raise ValueError(f"concatenate: shapes {[tuple(a.shape) for a in arrays]} differ outside axis {axis}")
     first[ax] = sum(a.shape[ax] for a in arrays)
     return Meta(tuple(first))
@@ -446,7 +455,6 @@ Tensor.__matmul__ = lambda self, other: matmul(self, other)  # type: ignore[attr
 Tensor.__rmatmul__ = _rev(matmul)  # type: ignore[attr-defined]
 Tensor.__pow__ = lambda self, p: pow_(self, p)  # type: ignore[attr-defined]
 Tensor.__neg__ = lambda self: neg(self)  # type: ignore[attr-defined]
-Tensor.__abs__ = lambda self: abs_(self)  # type: ignore[attr-defined]
 Tensor.__getitem__ = lambda self, index: getitem(self, index.data if isinstance(index, Tensor) else index)  # type: ignore[attr-defined]
 
 
@@ -474,8 +482,6 @@ def _transpose(self: Tensor, *axes: Any) -> Tensor:
 
 def _flatten(self: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     nd = self.ndim
-    if nd == 0:
-        return reshape(self, (1,))  # a 0-d tensor flattens to one element, as in torch
     s, e = start_dim % nd, end_dim % nd
     shape = (*self.shape[:s], int(np.prod(self.shape[s : e + 1], dtype=np.int64)), *self.shape[e + 1 :])
     return reshape(self, shape)
@@ -487,22 +493,9 @@ Tensor.permute = _permute  # type: ignore[attr-defined]
 Tensor.transpose = _transpose  # type: ignore[attr-defined]
 Tensor.T = property(lambda self: permute(self, None))  # type: ignore[attr-defined]
 Tensor.flatten = _flatten  # type: ignore[attr-defined]
-
-
-def _reducer(op: Op) -> Any:
-    def method(self: Tensor, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Tensor:
-        if out is not None:
-            raise TypeError(f"Tensor.{op.__name__}: out= is not supported")
-        result = op(self, axis=axis, keepdims=keepdims)
-        return result if dtype is None else result.astype(dtype)
-
-    method.__doc__ = f"Differentiable {op.__name__} over ``axis`` (NumPy's ``np.{op.__name__}(t)`` lands here too)."
-    return method
-
-
-Tensor.sum = _reducer(sum_)  # type: ignore[attr-defined]
-Tensor.mean = _reducer(mean)  # type: ignore[attr-defined]
-Tensor.max = _reducer(max_)  # type: ignore[attr-defined]
+Tensor.sum = lambda self, axis=None, keepdims=False: sum_(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
+Tensor.mean = lambda self, axis=None, keepdims=False: mean(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
+Tensor.max = lambda self, axis=None, keepdims=False: max_(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
 
 
 def cat(tensors: Any, axis: int = 0) -> Any:

@@ -15,15 +15,27 @@ Pair = tuple[int, int]
 Pads = tuple[Pair, Pair]
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """A Python or NumPy integer, not a bool."""
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def shape_of(a: Any) -> tuple[int, ...]:
+    """The shape of an array of any namespace (or of a shape-only stand-in); ``np.shape`` for sequences."""
+    return tuple(a.shape) if hasattr(a, "shape") else tuple(np.shape(a))
+
+
+def check_grad_shape(op: str, grad: Any, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless the upstream gradient has the output's shape."""
+    if tuple(grad.shape) != tuple(shape):
+        raise ValueError(f"{op} backward: expected grad of shape {tuple(shape)}, got {tuple(grad.shape)}")
 
 
 def pair(value: Any, name: str, minimum: int = 1) -> Pair:
     """Normalise an int or a pair of ints to ``(h, w)``, each ``>= minimum``."""
-    if _is_int(value):
+    if is_int(value):
         out = (int(value), int(value))
-    elif isinstance(value, tuple | list) and len(value) == 2 and all(_is_int(v) for v in value):
+    elif isinstance(value, tuple | list) and len(value) == 2 and all(is_int(v) for v in value):
         out = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -54,18 +66,18 @@ def conv_padding(padding: Any, kernel: Pair, stride: Pair, dilation: Pair, size:
                 sides.append((total // 2, total - total // 2))
             return (sides[0], sides[1])
         raise ValueError(f"padding must be an int, a pair, per-side pairs, 'same' or 'valid', got {padding!r}")
-    if _is_int(padding):
+    if is_int(padding):
         p = int(padding)
         if p < 0:
             raise ValueError(f"padding must be >= 0, got {padding!r}")
         return ((p, p), (p, p))
     if isinstance(padding, tuple | list) and len(padding) == 2:
-        if all(_is_int(v) for v in padding):
+        if all(is_int(v) for v in padding):
             ph, pw = int(padding[0]), int(padding[1])
             if ph < 0 or pw < 0:
                 raise ValueError(f"padding must be >= 0, got {padding!r}")
             return ((ph, ph), (pw, pw))
-        if all(isinstance(v, tuple | list) and len(v) == 2 and all(_is_int(u) for u in v) for v in padding):
+        if all(isinstance(v, tuple | list) and len(v) == 2 and all(is_int(u) for u in v) for v in padding):
             (t, b), (left, r) = padding
             if min(t, b, left, r) < 0:
                 raise ValueError(f"padding must be >= 0, got {padding!r}")

@@ -1,33 +1,43 @@
-"""Normalisation: batch normalisation and local response normalisation (AlexNet's "Norm")."""
+"""Normalisation: batch normalisation and local response normalisation (AlexNet's "Norm").
+
+The reference, written against the Array API (``xp`` is the input's namespace).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import numpy as np
-
-from ..backend import as_float
+from ..backend import array_namespace, as_float, asarray_like, device_of
+from ._args import shape_of
 from ._op import Context, Op
 
 
-def _bn_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if x.ndim == 4:
-        return (0, 2, 3), (1, -1, 1, 1)
-    if x.ndim == 2:
-        return (0,), (1, -1)
-    raise ValueError(f"batch_norm expected [N, C, H, W] or [N, C] input, got shape {x.shape}")
+def _bn_check(x: Any, training: bool, **per_channel: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validate batch_norm's arguments; the reduced axes and the per-channel broadcast shape."""
+    if x.ndim not in (2, 4):
+        raise ValueError(f"batch_norm expected [N, C, H, W] or [N, C] input, got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    for name, a in per_channel.items():
+        if a is not None and shape_of(a) != (c,):
+            raise ValueError(f"batch_norm: {name} must have shape ({c},), got {shape_of(a)}")
+    if training and math.prod(x.shape) // c < 2:
+        raise ValueError(f"batch_norm: training needs more than 1 value per channel, got input shape {tuple(x.shape)}")
+    if not training and (per_channel["running_mean"] is None or per_channel["running_var"] is None):
+        raise ValueError("batch_norm: inference (training=False) needs running_mean and running_var")
+    return ((0, 2, 3), (1, -1, 1, 1)) if x.ndim == 4 else ((0,), (1, -1))
 
 
 def batch_norm_forward(
     x: Any,
-    running_mean: np.ndarray | None,
-    running_var: np.ndarray | None,
+    running_mean: Any,
+    running_var: Any,
     weight: Any = None,
     bias: Any = None,
     training: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, Context]:
+) -> tuple[Any, Context]:
     """Batch normalisation per channel: y = (x − μ) / √(σ² + ε) · γ + β.
 
     x [N, C, H, W] (statistics over N, H, W) or [N, C] (over N). Training uses the
@@ -40,30 +50,20 @@ def batch_norm_forward(
         ("eps", eps, lambda v: v > 0, "a finite number > 0"),
         ("momentum", momentum, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ):
-        if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not np.isfinite(v) or not ok(v):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not ok(v):
             raise ValueError(f"batch_norm: {name} must be {expected}, got {v!r}")
-    if running_var is not None and np.any(np.asarray(running_var) < 0):
-        raise ValueError(
-            f"batch_norm: running_var must be >= 0 (a variance), got a minimum of {float(np.min(running_var))}"
-        )
+    if running_var is not None:
+        low = float(array_namespace(running_var).min(running_var))
+        if low < 0:
+            raise ValueError(f"batch_norm: running_var must be >= 0 (a variance), got a minimum of {low}")
     x = as_float(x, "batch_norm input")
-    axes, shape = _bn_axes(x)
-    c = x.shape[1]
-    for name, a in (
-        ("weight", weight),
-        ("bias", bias),
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-    ):
-        if a is not None and np.shape(a) != (c,):
-            raise ValueError(f"batch_norm: {name} must have shape ({c},), got {np.shape(a)}")
+    xp = array_namespace(x)
+    axes, shape = _bn_check(x, training, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
     if training:
-        count = x.size // c
-        if count < 2:
-            raise ValueError(f"batch_norm: training needs more than 1 value per channel, got input shape {x.shape}")
-        mean = x.mean(axis=axes)
-        xc = x - mean.reshape(shape)
-        var = np.mean(xc * xc, axis=axes)
+        count = math.prod(x.shape) // x.shape[1]
+        mean = xp.mean(x, axis=axes)
+        xc = x - xp.reshape(mean, shape)
+        var = xp.mean(xc * xc, axis=axes)
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -71,66 +71,56 @@ def batch_norm_forward(
             running_var *= 1 - momentum
             running_var += momentum * var * (count / (count - 1))
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: inference (training=False) needs running_mean and running_var")
-        mean, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
-        xc = x - mean.reshape(shape)
-    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    xhat = xc * inv_std.reshape(shape)
+        mean, var = asarray_like(running_mean, x), asarray_like(running_var, x)
+        xc = x - xp.reshape(mean, shape)
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    xhat = xc * xp.reshape(inv_std, shape)
     out = xhat
     if weight is not None:
-        out = out * np.asarray(weight, dtype=x.dtype).reshape(shape)
+        out = out * xp.reshape(asarray_like(weight, x), shape)
     if bias is not None:
-        out = out + np.asarray(bias, dtype=x.dtype).reshape(shape)
-    ctx = Context(
-        xhat=xhat,
-        inv_std=inv_std,
-        weight=weight,
-        has_bias=bias is not None,
-        training=training,
-        axes=axes,
-        shape=shape,
-    )
+        out = out + xp.reshape(asarray_like(bias, x), shape)
+    ctx = Context(xhat=xhat, inv_std=inv_std, weight=weight, has_bias=bias is not None, training=training)
+    ctx.update(axes=axes, shape=shape)
     return out, ctx
 
 
-def batch_norm_backward(grad: np.ndarray, ctx: Context) -> tuple[Any, ...]:
+def batch_norm_backward(grad: Any, ctx: Context) -> tuple[Any, ...]:
     """Returns (dx, None, None, dweight, dbias).
 
     Training: dx = γ/√(σ²+ε) · (g − mean(g) − x̂·mean(g·x̂)) (the batch statistics
     depend on x); inference: dx = γ/√(σ²+ε) · g.
     """
-    axes, shape = ctx.axes, ctx.shape
-    xhat = ctx.xhat
-    dweight = (grad * xhat).sum(axis=axes) if ctx.weight is not None else None
-    dbias = grad.sum(axis=axes) if ctx.has_bias else None
-    scale = ctx.inv_std if ctx.weight is None else ctx.inv_std * np.asarray(ctx.weight, dtype=xhat.dtype)
+    xp, axes, shape, xhat = array_namespace(grad), ctx.axes, ctx.shape, ctx.xhat
+    dweight = xp.sum(grad * xhat, axis=axes) if ctx.weight is not None else None
+    dbias = xp.sum(grad, axis=axes) if ctx.has_bias else None
+    scale = ctx.inv_std if ctx.weight is None else ctx.inv_std * asarray_like(ctx.weight, xhat)
     if ctx.training:
-        gmean = grad.mean(axis=axes).reshape(shape)
-        gxmean = (grad * xhat).mean(axis=axes).reshape(shape)
-        dx = scale.reshape(shape) * (grad - gmean - xhat * gxmean)
+        gmean = xp.reshape(xp.mean(grad, axis=axes), shape)
+        gxmean = xp.reshape(xp.mean(grad * xhat, axis=axes), shape)
+        dx = xp.reshape(scale, shape) * (grad - gmean - xhat * gxmean)
     else:
-        dx = grad * scale.reshape(shape)
+        dx = grad * xp.reshape(scale, shape)
     return dx, None, None, dweight, dbias
 
 
-batch_norm = Op(batch_norm_forward, batch_norm_backward)
+batch_norm = Op(batch_norm_forward, batch_norm_backward, nondifferentiable=("running_mean", "running_var"))
 
 
-def _channel_window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:
+def _channel_window_sum(a: Any, before: int, after: int) -> Any:
     """out[:, c] = Σ a[:, c − before … c + after] (zero outside the channels)."""
-    c = a.shape[1]
-    padded = np.zeros((a.shape[0], c + before + after, *a.shape[2:]), dtype=a.dtype)
-    padded[:, before : before + c] = a
-    out = padded[:, 0:c].copy()
+    xp, c = array_namespace(a), a.shape[1]
+    padded = xp.zeros((a.shape[0], c + before + after, *a.shape[2:]), dtype=a.dtype, device=device_of(a))
+    padded[:, before : before + c, ...] = a
+    out = xp.asarray(padded[:, 0:c, ...], copy=True)
     for o in range(1, before + after + 1):
-        out += padded[:, o : o + c]
+        out += padded[:, o : o + c, ...]
     return out
 
 
 def local_response_norm_forward(
     x: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
-) -> tuple[np.ndarray, Context]:
+) -> tuple[Any, Context]:
     """Local response normalisation across channels (AlexNet's "Norm" layer).
 
     b_c = a_c / (k + α/n · Σ_{c'} a_{c'}²)^β, the sum running over the ``size`` = n
@@ -140,7 +130,7 @@ def local_response_norm_forward(
     """
     x = as_float(x, "local_response_norm input")
     if x.ndim < 3:
-        raise ValueError(f"local_response_norm expected [N, C, H, W] input, got shape {x.shape}")
+        raise ValueError(f"local_response_norm expected [N, C, H, W] input, got shape {tuple(x.shape)}")
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
     before, after = size // 2, (size - 1) // 2
@@ -151,7 +141,7 @@ def local_response_norm_forward(
     return out, ctx
 
 
-def local_response_norm_backward(grad: np.ndarray, ctx: Context) -> tuple[np.ndarray]:
+def local_response_norm_backward(grad: Any, ctx: Context) -> tuple[Any]:
     """dx_c = g_c·s_c^(−β) − (2αβ/n)·x_c·Σ_{c' whose window holds c} g_{c'}·x_{c'}·s_{c'}^(−β−1)."""
     t = grad * ctx.x * ctx.s_pow / ctx.s
     back = _channel_window_sum(t, ctx.after, ctx.before)

@@ -11,6 +11,10 @@ im2col built from the taps, multiplied by the weight matrix). Backward passes ad
 the output gradient back into the same tap sub-grids. Working tap by tap keeps every
 copy a plain strided slice (no Python loop over output positions) and lets backward
 pay only for k_h·k_w passes over the output.
+
+Every enumeration of taps in glassnet (the reference ops and the fast kernels of
+:mod:`glassnet.fast`) comes from here: :func:`axis_taps` along one axis, :func:`taps`
+over the window, :func:`tap_offsets` in a flattened row-major buffer.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import array_namespace, device_of
 from ._args import Pads, Pair
+
+
+def axis_taps(k: int, s: int, d: int, out: int) -> list[slice]:
+    """The k strided slices of one axis that a window's taps read: tap i is ``i·d : i·d + s·(out−1) + 1 : s``.
+
+    Element o of tap i's slice is padded cell ``o·s + i·d``, the tap's cell in window o.
+    """
+    return [slice(i * d, i * d + s * (out - 1) + 1, s) for i in range(k)]
 
 
 def taps(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> Iterator[tuple[int, tuple[slice, slice]]]:
@@ -29,12 +42,27 @@ def taps(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> Iterator[t
     ``t = i·k_w + j`` is the tap's flat index; ``x[..., rows, cols]`` is the
     (H_out, W_out) grid of input cells that tap (i, j) sees at every output position.
     """
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
-    for i in range(kh):
-        rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-        for j in range(kw):
-            cols = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
-            yield i * kw + j, (rows, cols)
+    rows = axis_taps(kernel[0], stride[0], dilation[0], out_hw[0])
+    cols = axis_taps(kernel[1], stride[1], dilation[1], out_hw[1])
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            yield i * kernel[1] + j, (r, c)
+
+
+def tap_offsets(kernel: Pair, dilation: Pair, row_len: int) -> list[int]:
+    """Offsets of the taps (row-major) from a window's first cell in a row-major buffer ``row_len`` wide.
+
+    Tap (i, j) lies ``i·d_h·row_len + j·d_w`` elements after tap (0, 0).
+    """
+    return [i * dilation[0] * row_len + j * dilation[1] for i in range(kernel[0]) for j in range(kernel[1])]
+
+
+def axis_is_real(n: int, pad_lo: int, k: int, s: int, d: int, out: int) -> list[list[bool]]:
+    """Per tap along one axis, per window: does the tap read a real cell (not padding)?
+
+    Plain lists (geometry, not data): tap i of window o reads input cell ``o·s + i·d − pad_lo``.
+    """
+    return [[0 <= o * s + i * d - pad_lo < n for o in range(out)] for i in range(k)]
 
 
 def padded_extent(
@@ -56,23 +84,25 @@ def padded_extent(
     return (out[0], out[1]), (extra[0], extra[1])
 
 
-def pad2d(x: np.ndarray, pads: Pads, value: float = 0.0, extra: Pair = (0, 0)) -> np.ndarray:
-    """Pad the last two axes: ``((top, bottom + extra_h), (left, right + extra_w))``.
+def pad2d(x: Any, pads: Pads, value: float = 0.0, extra: Pair = (0, 0)) -> Any:
+    """Pad the last two axes: ``((top, bottom + extra_h), (left, right + extra_w))``, filled with ``value``.
 
-    Returns ``x`` itself (no copy) when there is nothing to pad.
+    Returns ``x`` itself (no copy) when there is nothing to pad; otherwise a new array
+    of ``x``'s namespace, dtype and device.
     """
     (t, b), (left, r) = pads
     b += extra[0]
     r += extra[1]
     if t == b == left == r == 0:
         return x
+    xp = array_namespace(x)
     h, w = x.shape[-2:]
-    out = np.full((*x.shape[:-2], h + t + b, w + left + r), value, dtype=x.dtype)
+    out = xp.full((*x.shape[:-2], h + t + b, w + left + r), value, dtype=x.dtype, device=device_of(x))
     out[..., t : t + h, left : left + w] = x
     return out
 
 
-def unpad2d(x: np.ndarray, pads: Pads, size: Pair) -> np.ndarray:
+def unpad2d(x: Any, pads: Pads, size: Pair) -> Any:
     """The inverse view of :func:`pad2d`: the (H, W) interior of a padded array."""
     (t, _), (left, _) = pads
     return x[..., t : t + size[0], left : left + size[1]]
@@ -90,4 +120,5 @@ def describe_window(kernel: Pair, dilation: Pair) -> str:
 def check_4d(x: Any, op: str) -> None:
     """Raise ``ValueError`` unless ``x`` is a 4-D [N, C, H, W] array."""
     if getattr(x, "ndim", None) != 4:
-        raise ValueError(f"{op} expected a 4-D input [N, C, H, W], got shape {tuple(np.shape(x))}")
+        shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+        raise ValueError(f"{op} expected a 4-D input [N, C, H, W], got shape {shape}")

@@ -1,0 +1,29 @@
+"""Fast NumPy kernels, kept apart from the readable reference in :mod:`glassnet.functional`.
+
+Each module here computes one op exactly as its reference does (same arguments, same
+errors, same results to rounding: the tests compare them over a matrix of shapes and
+options) but laid out for speed on NumPy: cache blocking, worker threads, narrow
+indices. Importing this package registers every fast pair onto its op
+(:meth:`glassnet.autograd.Op.register_fast`); ``glassnet`` imports it.
+
+=============  ===================================================================
+op             fast kernel
+=============  ===================================================================
+conv2d         :mod:`.conv`: im2col by shifted slices, batch-innermost or gathered
+               taps (``algorithm=``), blocked and split over worker threads
+max_pool2d     :mod:`.pool`: separable two-pass maximum with uint8 winners
+               (windows up to 255 cells), split over worker threads
+=============  ===================================================================
+
+Which pair runs is chosen per call (:func:`glassnet.autograd.use_backend`): the fast one
+by default, for NumPy inputs it supports; the reference otherwise (and everywhere
+inside ``use_backend("reference")``).
+"""
+
+from ..functional import conv2d, max_pool2d
+from . import conv, pool
+
+conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
+max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
+
+__all__ = ["conv", "pool"]

@@ -1,0 +1,321 @@
+"""Fast NumPy 2-D convolution: the reference's im2col, laid out and blocked for speed.
+
+The definition is :mod:`glassnet.functional.conv` (im2col by taps, one matrix product,
+col2im by taps). This module computes the same thing on NumPy arrays, registered as the
+fast pair of :data:`glassnet.functional.conv2d`; the tests check the two agree (float64 to
+1e-10, float32 to rounding) over a matrix of shapes and options.
+
+Three ways to build the im2col matrix ``cols`` [C·k_h·k_w, positions] (``algorithm=``; the
+automatic choice is by cost, the results agree to rounding and the tests run every one):
+
+* ``'shift'`` (stride 1): the input is padded into a channel-major buffer [C, N·H_p·W_p].
+  There, tap (i, j) of every output position is the element ``i·d_h·W_p + j·d_w``
+  further on (:func:`~glassnet.functional.window.tap_offsets`), so each tap's row block
+  is one contiguous slice copy. Outputs are computed at every padded column (the ones
+  past the right edge are thrown away), which is cheaper than gathering as long as W_p is
+  not much larger than W_out. The im2col is built in cache-sized blocks of positions,
+  and the blocks are shared out among glassnet's worker threads
+  (:func:`glassnet.backend.parallel`), each running its own single-threaded matrix products;
+* ``'hwn'`` (small inputs): the input is transposed to [C, H_p, W_p, N], batch
+  innermost, so a tap is a slice whose contiguous runs are N long (W_out·N at stride 1)
+  instead of W_out: LeNet-5's second convolution (10-wide rows) builds its im2col
+  3× faster this way;
+* ``'gather'``: each tap is a strided slice of the input padded into [C, N, H_p, W_p].
+
+Backward reuses the same layout: ``dW = cols @ dOutᵀ`` and dx, the transposed
+convolution of dOut, either as ``Wᵀ @ (im2col of dOut)`` or as ``dcols = Wᵀ @ dOut``
+whose tap blocks are added back at the taps' offsets (col2im); the 'hwn' path builds
+the im2col of dOut along W only and adds back the k_h kernel rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import num_workers, parallel
+from ..functional._args import check_grad_shape
+from ..functional._op import Context
+from ..functional.conv import conv2d_arguments
+from ..functional.window import axis_taps, tap_offsets, taps
+
+# Use the shift path when computing at every padded position costs at most this many
+# times the useful outputs. Measured single-threaded: LeNet-5's 28² p2 (waste 1.31) and
+# 14² valid 5×5 (1.96) convs run faster gathering; 32² p1 3×3 (1.13) faster shifting.
+SHIFT_WASTE_LIMIT = 1.25
+# The shift path builds its im2col in blocks of positions, each block about this many bytes,
+# so the block is still in cache when the matrix product reads it (None: one block).
+# Measured on (N128 C64 32² F64 k3 p1), 1 thread: fwd+bwd 602 ms unblocked, 456 ms with 2 MB
+# blocks, 503 ms with 4 MB, 542 ms with 8 MB.
+SHIFT_BLOCK_BYTES: int | None = 2 * 2**20
+SHIFT_MIN_BLOCK = 512  # positions
+# Below this many im2col elements a layer runs in one thread: waking a worker costs ~0.1 ms.
+PARALLEL_MIN = 2**20
+# The "hwn" im2col (batch innermost) needs the input transposed to [C, H, W, N], which
+# NumPy does slowly for large arrays; above this many input elements "gather" is used.
+HWN_MAX_INPUT = 2**20
+
+
+def _blocks(images: int, stride: int, first: int, count: int, k: int, itemsize: int) -> list[tuple[int, int]]:
+    """Position ranges [a, b) of the shift path, each block's im2col about SHIFT_BLOCK_BYTES.
+
+    Only positions ``first .. first+count−1`` of each image (``stride`` positions apart)
+    are needed: the rows of outputs (forward, dW) or of unpadded inputs (dx). When an
+    image's rows fill a block, blocks stay inside images and skip the rest; smaller images
+    share blocks (computing the rows between them too).
+    """
+    total = images * stride
+    if SHIFT_BLOCK_BYTES is None:
+        return [(0, total)]
+    size = max(SHIFT_MIN_BLOCK, SHIFT_BLOCK_BYTES // (k * itemsize))
+    if 2 * count < size:
+        a0, b0 = first, (images - 1) * stride + first + count
+        return [(a, min(a + size, b0)) for a in range(a0, b0, size)]
+    pieces = -(-count // size)
+    cuts = [first + (count * i) // pieces for i in range(pieces + 1)]
+    return [(n * stride + cuts[i], n * stride + cuts[i + 1]) for n in range(images) for i in range(pieces)]
+
+
+def _shift_cols(src: np.ndarray, offsets: list[int], a: int, b: int, out: np.ndarray, sign: int = 1) -> np.ndarray:
+    """im2col block of the shift path: out[:, t, :] = src[:, a + sign·offset_t : b + sign·offset_t]."""
+    cols = out[:, :, : b - a]
+    for t, off in enumerate(offsets):
+        cols[:, t] = src[:, a + sign * off : b + sign * off]
+    return cols
+
+
+def _copy(
+    dst: np.ndarray, src: np.ndarray, parts: int, bias: np.ndarray | None = None, zero: np.ndarray | None = None
+) -> None:
+    """dst[...] = src (+ bias over axis 1), split along axis 0 over ``parts`` workers.
+
+    ``zero``: the buffer ``dst`` is a view of (same axis 0), zeroed first, slice by slice.
+    """
+
+    def work(k: int, p: int) -> None:
+        a, b = dst.shape[0] * k // p, dst.shape[0] * (k + 1) // p
+        if zero is not None:
+            zero[a:b] = 0
+        dst[a:b] = src[a:b]
+        if bias is not None:
+            dst[a:b] += bias.reshape(1, -1, *([1] * (dst.ndim - 2)))
+
+    parallel(work, parts)
+
+
+def conv2d_forward(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    flip: bool = False,
+    algorithm: str | None = None,
+) -> tuple[np.ndarray, Context]:
+    """Fast NumPy conv2d: the same arguments and results (to rounding) as the reference
+    :func:`glassnet.functional.conv.conv2d_forward`. ``algorithm`` picks the im2col layout
+    (``'shift'``, stride 1 only; ``'hwn'``; ``'gather'``; None: by cost, see the module docstring).
+    """
+    x, weight, bias, (stride, dilation, pads, (ho, wo)) = conv2d_arguments(
+        x, weight, bias, stride, padding, dilation, groups, algorithm
+    )
+    dtype = x.dtype
+    n, c, h, w = x.shape
+    f, cg, kh, kw = weight.shape
+    (pt, pb), (pl, pr) = pads
+    wk = weight[:, :, ::-1, ::-1] if flip else weight
+    hp, wp = h + pt + pb, w + pl + pr
+    m = n * hp * wp
+    t_count = kh * kw
+    if algorithm is None:
+        if stride == (1, 1) and m <= SHIFT_WASTE_LIMIT * n * ho * wo:
+            algorithm = "shift"
+        else:
+            algorithm = "hwn" if wo * n >= 64 and x.size <= HWN_MAX_INPUT else "gather"
+    w_mat = wk.reshape(groups, f // groups, cg * t_count)
+    parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
+    out = np.empty((n, f, ho, wo), dtype=dtype)
+
+    if algorithm == "shift":
+        # Rows of the buffer need not hold both side paddings: a tap that runs past the end of
+        # a row continues into the next row's left padding, which is zero as well. So a row is
+        # W + max(P_l, P_r) wide (less waste), as long as every output column still fits in it.
+        if min(pl, pr) <= (kw - 1) * dilation[1]:
+            wp = w + max(pl, pr)
+            m = n * hp * wp
+        offsets = tap_offsets((kh, kw), dilation, wp)
+        buf = np.empty((c, m + offsets[-1]), dtype=dtype)
+        _copy(
+            buf[:, :m].reshape(c, n, hp, wp)[:, :, pt : pt + h, pl : pl + w], x.transpose(1, 0, 2, 3), parts, zero=buf
+        )
+        full = np.empty((groups, f // groups, m), dtype=dtype)
+        blocks = _blocks(n, hp * wp, 0, ho * wp, c * t_count, dtype.itemsize)
+
+        def work(k: int, p: int) -> None:
+            mine = blocks[k::p]
+            scratch = np.empty((c, t_count, max((b - a for a, b in mine), default=0)), dtype=dtype)
+            for a, b in mine:
+                cols = _shift_cols(buf, offsets, a, b, scratch)
+                np.matmul(w_mat, cols.reshape(groups, cg * t_count, b - a), out=full[:, :, a:b])
+
+        parallel(work, parts)
+        _copy(out, full.reshape(f, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3), parts, bias)
+        ctx = Context(path="shift", buf=buf, offsets=offsets, parts=parts)
+    else:
+        # Taps are gathered from a zero-padded copy viewed as [C, N, H_p, W_p]. 'hwn' stores that
+        # copy batch innermost ([C, H_p, W_p, N]): a tap's copy then runs in pieces N long
+        # (W_out·N at stride 1) instead of W_out; 'gather' stores it as it is viewed.
+        hwn = algorithm == "hwn"
+        xp4 = np.zeros((c, hp, wp, n) if hwn else (c, n, hp, wp), dtype=dtype)
+        xv = xp4.transpose(0, 3, 1, 2) if hwn else xp4
+        xv[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
+        cols = np.empty((c, t_count, ho, wo, n) if hwn else (c, t_count, n, ho, wo), dtype=dtype)
+        cv = cols.transpose(0, 1, 4, 2, 3) if hwn else cols
+        for t, sl in taps((kh, kw), stride, dilation, (ho, wo)):
+            cv[:, t] = xv[:, :, sl[0], sl[1]]
+        full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo))
+        if hwn:
+            out[...] = full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+        else:
+            out[...] = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+        if bias is not None:
+            out += bias.reshape(1, f, 1, 1)
+        ctx = Context(path=algorithm, cols=cols)
+    ctx.update(
+        x_shape=x.shape,
+        w_mat=w_mat,
+        w_shape=weight.shape,
+        pads=pads,
+        stride=stride,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        out_hw=(ho, wo),
+        padded=(hp, wp),
+        has_bias=bias is not None,
+        dtype=dtype,
+    )
+    return out, ctx
+
+
+def conv2d_backward(
+    grad: np.ndarray, ctx: Context, need_dx: bool | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of the fast :func:`conv2d_forward`: ``(dx, dweight, dbias or None)``, as the reference's.
+
+    ``need_dx=False`` (or ``ctx.needs_input_grad[0]`` False) skips the input gradient.
+    """
+    if need_dx is None:
+        need_dx = ctx.get("needs_input_grad", (True,))[0]
+    n, c, h, w = ctx.x_shape
+    f, cg, kh, kw = ctx.w_shape
+    groups, (ho, wo), (hp, wp) = ctx.groups, ctx.out_hw, ctx.padded
+    (pt, _), (pl, _) = ctx.pads
+    t_count = kh * kw
+    fg = f // groups
+    grad = np.asarray(grad, dtype=ctx.dtype)
+    check_grad_shape("conv2d", grad, (n, f, ho, wo))
+    w_mat = ctx.w_mat
+    db = grad.sum(axis=(0, 2, 3)) if ctx.has_bias else None
+
+    if ctx.path == "shift":
+        # Gradient at every padded position (zero where no output was computed), placed
+        # after a zero margin so that shifting it right by a tap's offset is a slice.
+        m = n * hp * wp
+        offsets, parts = ctx.offsets, ctx.parts
+        margin = offsets[-1]
+        gbuf = np.empty((f, margin + m), dtype=ctx.dtype)
+        _copy(gbuf[:, margin:].reshape(f, n, hp, wp)[:, :, :ho, :wo], grad.transpose(1, 0, 2, 3), parts, zero=gbuf)
+        g2 = gbuf[:, margin:]
+        # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
+        # so an im2col of the gradient (taps shifted the other way) times Wᵀ gives it. With few
+        # input channels dcols = Wᵀ·dOut is smaller: its tap blocks are added back instead (col2im).
+        use_gcols = f <= c
+        if need_dx and use_gcols:
+            w_t = w_mat.reshape(groups, fg, cg, t_count).transpose(0, 2, 1, 3).reshape(groups, cg, fg * t_count)
+            dxp = np.empty((groups, cg, m), dtype=ctx.dtype)  # only the rows of blocks_x are read
+        blocks_w = _blocks(n, hp * wp, 0, ho * wp, max(c, f) * t_count, ctx.dtype.itemsize)
+        blocks_x = _blocks(n, hp * wp, pt * wp, h * wp, f * t_count, ctx.dtype.itemsize)
+
+        def work(k: int, p: int) -> tuple[np.ndarray, np.ndarray | None]:
+            mine_w, mine_x = blocks_w[k::p], blocks_x[k::p] if use_gcols else []
+            longest = max((b - a for a, b in mine_w + mine_x), default=0)
+            scratch = np.empty((max(c, f), t_count, longest), dtype=ctx.dtype)
+            dw_k = np.zeros((groups, cg * t_count, fg), dtype=ctx.dtype)
+            dbuf = np.zeros((c, m + margin), dtype=ctx.dtype) if need_dx and not use_gcols else None
+            for a, b in mine_w:
+                g_blk = g2[:, a:b].reshape(groups, fg, b - a)
+                cols = _shift_cols(ctx.buf, offsets, a, b, scratch[:c])
+                # dW += cols · dOutᵀ (this orientation: OpenBLAS runs dOut · colsᵀ up to 100× slower)
+                dw_k += np.matmul(cols.reshape(groups, cg * t_count, b - a), g_blk.transpose(0, 2, 1))
+                if dbuf is not None:
+                    dcols = np.matmul(w_mat.transpose(0, 2, 1), g_blk).reshape(c, t_count, b - a)
+                    for t, off in enumerate(offsets):
+                        dbuf[:, a + off : b + off] += dcols[:, t]
+            if need_dx and use_gcols:
+                for a, b in mine_x:
+                    gcols = _shift_cols(gbuf, offsets, margin + a, margin + b, scratch[:f], sign=-1)
+                    np.matmul(w_t, gcols.reshape(groups, fg * t_count, b - a), out=dxp[:, :, a:b])
+            return dw_k, dbuf
+
+        results = parallel(work, parts)
+        dw = results[0][0]
+        for dw_k, _ in results[1:]:
+            dw += dw_k
+        dw = dw.transpose(0, 2, 1)
+        if not need_dx:
+            dxp = None
+        elif use_gcols:
+            dxp = dxp.reshape(c, n, hp, wp)
+        else:
+            dbuf = results[0][1]
+            for _, dbuf_k in results[1:]:
+                dbuf += dbuf_k
+            dxp = dbuf[:, :m].reshape(c, n, hp, wp)
+        dx = None
+        if dxp is not None:
+            dx = np.empty((n, c, h, w), dtype=ctx.dtype)
+            _copy(dx, dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3), parts)
+    elif ctx.path == "hwn":
+        (sh, sw), (dh, dw_) = ctx.stride, ctx.dilation
+        gh = np.ascontiguousarray(grad.transpose(1, 2, 3, 0))  # [F, H_out, W_out, N]
+        g2 = gh.reshape(groups, fg, ho * wo * n)
+        cols = ctx.cols.reshape(groups, cg * t_count, ho * wo * n)
+        dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
+        dx = None
+        if need_dx:
+            # dx row by row: gx[o, j, y, X, n] = dOut[o, y, x, n] at X = x·s + j·d (an im2col of
+            # the gradient along W only), so one product Σ_{o,j} W[o, c, i, j]·gx[o, j, y, X, n]
+            # leaves only the kernel rows i to add back: k_h adds instead of k_h·k_w.
+            gx = np.zeros((f, kw, ho, wp, n), dtype=ctx.dtype)
+            for j, cols_j in enumerate(axis_taps(kw, sw, dw_, wo)):
+                gx[:, j, :, cols_j] = gh
+            w_x = ctx.w_mat.reshape(groups, fg, cg, kh, kw).transpose(0, 2, 3, 1, 4).reshape(groups, cg * kh, fg * kw)
+            r = np.matmul(w_x, gx.reshape(groups, fg * kw, ho * wp * n)).reshape(c, kh, ho, wp, n)
+            dxh = np.zeros((c, hp, wp, n), dtype=ctx.dtype)
+            for i, rows_i in enumerate(axis_taps(kh, sh, dh, ho)):
+                dxh[:, rows_i] += r[:, i]
+            dx = np.ascontiguousarray(dxh[:, pt : pt + h, pl : pl + w, :].transpose(3, 0, 1, 2))
+    else:
+        g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
+        cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
+        dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
+        dx = None
+        if need_dx:
+            dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, n, ho, wo)
+            dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
+            for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
+                dxp[:, :, sl[0], sl[1]] += dcols[:, t]
+            dx = np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3))
+    dw = dw.reshape(f, cg, kh, kw)
+    if ctx.flip:
+        dw = dw[:, :, ::-1, ::-1]
+    return dx, np.ascontiguousarray(dw), db
+
+
+def supports(*args: Any, **kwargs: Any) -> bool:
+    """NumPy inputs only, keyword arguments included (the dispatcher looks at positional ones)."""
+    return all(isinstance(v, np.ndarray) for v in (*args, *kwargs.values()) if hasattr(v, "__array_namespace__"))

@@ -1,0 +1,284 @@
+"""Every fast kernel (glassnet.fast) against the readable reference (glassnet.functional).
+
+Each case runs one op forward and backward twice, inside ``use_backend("fast")`` and
+``use_backend("reference")``, on the same inputs and upstream gradient, and compares the
+output and every input gradient: float64 to 1e-10, float32 to rounding (1e-5 relative).
+Each run asserts which implementation actually ran (``ctx.backend``), so a fast path that
+silently declined its inputs cannot pass by comparing the reference with itself.
+
+The matrix: hypothesis-drawn shapes and options (stride, dilation, the five padding forms,
+groups and depthwise, flip, bias, ceil mode), each of the fast conv's im2col algorithms,
+forced worker-thread splits and cache blocks, and max-pooling inputs full of ties, NaN and
+−∞ windows (where the winner rules are PyTorch's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import glassnet.functional as F
+from glassnet import backend as glassnet_backend
+from glassnet.autograd import Op, use_backend
+from glassnet.fast import conv as fast_conv
+from glassnet.fast import pool as fast_pool
+
+TOL = {np.dtype(np.float64): (1e-10, 1e-10), np.dtype(np.float32): (1e-5, 1e-5)}
+DTYPES = st.sampled_from([np.float64, np.float64, np.float32])
+
+
+def run(op: Op, backend: str, inputs: tuple[Any, ...], opts: dict[str, Any], grad: Any) -> list[Any]:
+    """[out, grad of each input] from ``backend``; asserts that backend really ran."""
+    with use_backend(backend):
+        out, ctx = op.forward(*inputs, **opts)
+        assert ctx.backend == backend, f"{op.__name__} {opts}: asked for {backend}, {ctx.backend} ran"
+        g = grad(out.shape) if callable(grad) else grad
+        ctx["needs_input_grad"] = (True,) * len(inputs)
+        grads = op.backward(g, ctx)
+    return [out, *grads[: len(inputs)]]
+
+
+def assert_same(op: Op, inputs: tuple[Any, ...], opts: dict[str, Any], grad: Any, exact: bool = False) -> None:
+    """The fast pair and the reference agree on the output and on every gradient."""
+    fast = run(op, "fast", inputs, opts, grad)
+    ref = run(op, "reference", inputs, opts, grad)
+    for what, got, want in zip(["out", *(f"grad {i}" for i in range(len(inputs)))], fast, ref, strict=True):
+        if want is None:
+            assert got is None, f"{op.__name__} {what}: the reference gives None"
+            continue
+        got, want = np.asarray(got), np.asarray(want)
+        assert got.shape == want.shape and got.dtype == want.dtype, (what, got.shape, want.shape, got.dtype)
+        if exact:
+            np.testing.assert_array_equal(got, want, err_msg=f"{op.__name__} {opts} {what}")
+        else:
+            rtol, atol = TOL[want.dtype]
+            atol *= max(1.0, float(np.nanmax(np.abs(want), initial=0.0)))
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"{op.__name__} {opts} {what}")
+
+
+def normal_grad(seed: int, dtype: Any) -> Any:
+    return lambda shape: np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def int_grad(seed: int, dtype: Any) -> Any:
+    """Integer upstream gradients: any order of adding them up is exact."""
+    return lambda shape: np.random.default_rng(seed).integers(-3, 4, shape).astype(dtype)
+
+
+def matrix(strategy: st.SearchStrategy, check: Any, factor: int = 1) -> None:
+    settings(max_examples=factor * settings.default.max_examples, deadline=None)(given(strategy)(check))()
+
+
+def test_every_fast_kernel_is_in_this_matrix() -> None:
+    """A new fast kernel needs a matrix here: the ops with a fast pair are exactly these."""
+    fast_ops = {name for name in F.__all__ if isinstance(getattr(F, name), Op) and getattr(F, name).fast_forward}
+    assert fast_ops == {"conv2d", "max_pool2d"}
+
+
+# ------------------------------------------------------------------------------------------------ conv2d
+
+
+@st.composite
+def conv_cases(draw: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], int]:
+    dtype = draw(DTYPES)
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = 1 if groups > 1 and draw(st.booleans()) else draw(st.integers(1, 3))  # depthwise or not
+    fg = draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dilation = draw(st.sampled_from([1, 1, 2, (1, 2), (2, 1)]))
+    stride = 1 if draw(st.booleans()) else draw(st.sampled_from([2, 3, (1, 2), (2, 1), (3, 2)]))
+    kind = draw(st.sampled_from(["int", "pair", "sides", "same", "valid"]))
+    if kind == "int":
+        padding: Any = draw(st.integers(0, 2))
+        totals = (2 * padding, 2 * padding)
+    elif kind == "pair":
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 3)))
+        totals = (2 * padding[0], 2 * padding[1])
+    elif kind == "sides":
+        padding = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+        totals = (sum(padding[0]), sum(padding[1]))
+    else:
+        padding = kind
+        totals = (10**6, 10**6) if kind == "same" else (0, 0)
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    h_min, w_min = max(1, dh * (kh - 1) + 1 - totals[0]), max(1, dw * (kw - 1) + 1 - totals[1])
+    h, w = draw(st.integers(h_min, h_min + 7)), draw(st.integers(w_min, w_min + 7))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    inputs = {
+        "x": rng.standard_normal((draw(st.integers(1, 3)), cg * groups, h, w)).astype(dtype),
+        "weight": rng.standard_normal((fg * groups, cg, kh, kw)).astype(dtype),
+        "bias": rng.standard_normal(fg * groups).astype(dtype) if draw(st.booleans()) else None,
+    }
+    opts = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "flip": draw(st.booleans())}
+    return inputs, opts, seed
+
+
+def _algorithms(opts: dict[str, Any]) -> list[str | None]:
+    return [None, "shift", "gather", "hwn"] if opts["stride"] in (1, (1, 1)) else [None, "gather", "hwn"]
+
+
+@pytest.fixture
+def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the fast conv's worker-thread split (3 workers) and tiny ragged cache blocks."""
+    monkeypatch.setattr(glassnet_backend, "_workers", 3)
+    monkeypatch.setattr(fast_conv, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(fast_conv, "SHIFT_BLOCK_BYTES", 1)
+    monkeypatch.setattr(fast_conv, "SHIFT_MIN_BLOCK", 7)
+    monkeypatch.setattr(fast_pool, "POOL_PARALLEL_MIN", 0)
+
+
+def _check_conv(case: Any) -> None:
+    inputs, opts, seed = case
+    args = (inputs["x"], inputs["weight"], inputs["bias"])
+    for algorithm in _algorithms(opts):
+        assert_same(F.conv2d, args, {**opts, "algorithm": algorithm}, normal_grad(seed + 1, inputs["x"].dtype))
+
+
+def test_conv2d_fast_equals_reference() -> None:
+    matrix(conv_cases(), _check_conv, factor=4)
+
+
+def test_conv2d_fast_equals_reference_split_over_threads_in_small_blocks(split_and_blocked: None) -> None:
+    matrix(conv_cases(), _check_conv, factor=2)
+
+
+@pytest.mark.parametrize("algorithm", [None, "shift", "gather", "hwn"])
+def test_conv2d_without_input_gradient(algorithm: str | None) -> None:
+    """A first layer's backward (needs_input_grad False) skips dx on both paths; dW and db agree."""
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    g = rng.standard_normal((2, 4, 6, 7))
+    grads = {}
+    for backend in ("fast", "reference"):
+        with use_backend(backend):
+            _, ctx = F.conv2d.forward(x, w, b, padding="same", algorithm=algorithm)
+            ctx["needs_input_grad"] = (False, True, True)
+            grads[backend] = F.conv2d.backward(g, ctx)
+    for got, want in zip(grads["fast"], grads["reference"], strict=True):
+        assert (got is None) == (want is None)
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert grads["fast"][0] is None
+
+
+# -------------------------------------------------------------------------------------------- max pooling
+
+
+def _windows_see_input(n: int, k: int, s: int, d: int, pad: int, ceil_mode: bool) -> bool:
+    room = n + 2 * pad - d * (k - 1) - 1
+    out = (-(-room // s) if ceil_mode else room // s) + 1
+    if ceil_mode and (out - 1) * s >= n + pad:
+        out -= 1
+    return all(any(0 <= o * s - pad + i * d < n for i in range(k)) for o in range(out))
+
+
+def _pool_input(rng: np.random.Generator, shape: tuple[int, ...], kind: str, dtype: Any) -> np.ndarray:
+    if kind == "ints":  # ties everywhere
+        x = rng.integers(-2, 3, shape).astype(dtype)
+    elif kind == "equal":
+        x = np.full(shape, rng.choice([-3.0, 0.0, 1.5]), dtype=dtype)
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    if kind in ("nan", "nan_and_ninf"):  # a few NaN, some windows with several
+        x[rng.random(shape) < 0.15] = np.nan
+    if kind in ("ninf", "nan_and_ninf"):  # −∞ cells and whole −∞ regions
+        x[rng.random(shape) < 0.3] = -np.inf
+        h, w = shape[2:]
+        r, c = rng.integers(0, h), rng.integers(0, w)
+        x[..., r : r + 3, c : c + 3] = -np.inf
+    return x
+
+
+@st.composite
+def pool_cases(draw: Any, allow_wholly_padded: bool = False) -> tuple[np.ndarray, dict[str, Any], int]:
+    dtype = draw(DTYPES)
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = draw(st.sampled_from([None, 1, 2, 3, (1, 2), (2, 3)]))
+    dilation = draw(st.sampled_from([1, 1, 2, (1, 2), (2, 1)]))
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    ph, pw = draw(st.integers(0, (dh * (kh - 1) + 1) // 2)), draw(st.integers(0, (dw * (kw - 1) + 1) // 2))
+    h_min, w_min = max(1, dh * (kh - 1) + 1 - 2 * ph), max(1, dw * (kw - 1) + 1 - 2 * pw)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)))
+    shape += (draw(st.integers(h_min, h_min + 7)), draw(st.integers(w_min, w_min + 7)))
+    ceil_mode = draw(st.booleans())
+    sh, sw = (kh, kw) if stride is None else ((stride, stride) if isinstance(stride, int) else stride)
+    if not allow_wholly_padded:
+        assume(_windows_see_input(shape[2], kh, sh, dh, ph, ceil_mode))
+        assume(_windows_see_input(shape[3], kw, sw, dw, pw, ceil_mode))
+    kind = draw(st.sampled_from(["ints", "equal", "normal", "nan", "ninf", "nan_and_ninf"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    x = _pool_input(np.random.default_rng(seed), shape, kind, dtype)
+    opts = {"kernel_size": (kh, kw), "stride": stride, "padding": (ph, pw), "dilation": dilation}
+    return x, {**opts, "ceil_mode": ceil_mode}, seed
+
+
+def _check_pool(case: Any) -> None:
+    x, opts, seed = case
+    assert_same(F.max_pool2d, (x,), opts, int_grad(seed + 1, x.dtype), exact=True)
+
+
+def test_max_pool2d_fast_equals_reference_exactly() -> None:
+    """Same maxima and the same winning cells (ties, NaN, −∞), so the gradients agree bit for bit."""
+    matrix(pool_cases(), _check_pool, factor=6)
+
+
+def test_max_pool2d_fast_equals_reference_with_windows_wholly_in_padding() -> None:
+    """Dilated windows that see only padding: output −∞ and no gradient, on both paths."""
+    matrix(pool_cases(allow_wholly_padded=True), _check_pool, factor=2)
+
+
+def test_max_pool2d_fast_equals_reference_split_over_threads(split_and_blocked: None) -> None:
+    matrix(pool_cases(), _check_pool, factor=2)
+
+
+def test_max_pool2d_windows_over_255_cells_run_the_reference() -> None:
+    """The fast kernel's uint8 winners cap its windows at 255 cells: larger ones go to the
+    reference (no limit), under either backend, with the same rules."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, (2, 2, 20, 19)).astype(np.float64)  # ties
+    x[0, 0, 5, 5] = np.nan
+    for kernel in [(16, 16), (17, 16), (20, 19)]:
+        with use_backend("fast"):
+            out, ctx = F.max_pool2d.forward(x, kernel, stride=(3, 2), ceil_mode=True)
+        assert ctx.backend == "reference"
+        g = rng.integers(-3, 4, out.shape).astype(np.float64)
+        (dx,) = F.max_pool2d.backward(g, ctx)
+        want_out, want_dx = _brute_force_max_pool(x, kernel, (3, 2), g)
+        np.testing.assert_array_equal(out, want_out)
+        np.testing.assert_array_equal(dx, want_dx)
+    small_kernel = (15, 17)  # 255 cells: still fast
+    with use_backend("fast"):
+        assert F.max_pool2d.forward(x, small_kernel)[1].backend == "fast"
+
+
+def _brute_force_max_pool(x: np.ndarray, k: tuple[int, int], s: tuple[int, int], g: np.ndarray) -> Any:
+    """PyTorch's scan, written out: a cell wins when greater than the running maximum, or NaN."""
+    n, c, h, w = x.shape
+    ho, wo = g.shape[2:]
+    out = np.empty(g.shape)
+    dx = np.zeros_like(x)
+    for b in range(n):
+        for ch in range(c):
+            for oy in range(ho):
+                for ox in range(wo):
+                    best, at = -np.inf, None
+                    for i in range(oy * s[0], min(oy * s[0] + k[0], h)):
+                        for j in range(ox * s[1], min(ox * s[1] + k[1], w)):
+                            v = x[b, ch, i, j]
+                            if at is None or v > best or np.isnan(v):
+                                best, at = v, (i, j)
+                    out[b, ch, oy, ox] = best
+                    dx[b, ch, at[0], at[1]] += g[b, ch, oy, ox]
+    return out, dx
+
+
+def test_fast_max_pool_declines_what_it_cannot_pool() -> None:
+    """``supports`` is asked before dispatch: bad arguments go to the reference, which raises."""
+    assert fast_pool.supports(np.zeros((1, 1, 4, 4)), 2)
+    assert not fast_pool.supports(np.zeros((1, 1, 40, 40)), 16)
+    assert not fast_pool.supports(np.zeros((1, 1, 4, 4)), "two")
