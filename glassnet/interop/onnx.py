@@ -51,6 +51,7 @@ an external ``.onnx.data`` file).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
@@ -104,6 +105,7 @@ __all__ = [
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 21
 INT64_MAX = 2**63 - 1
+CONSTANTS_KEY = "glassnet.constants"  # model metadata: the initializers that are constants, not parameters
 INSTALL_HINT = "ONNX support needs the optional extra: pip install 'glassnet[onnx]' (onnx and onnxruntime)"
 
 
@@ -221,6 +223,8 @@ class _Exporter:
         self.module_names = {id(m): n for n, m in model.named_modules()}
         self.used_names: set[str] = set()
         self.const_ids: dict[int, str] = {}
+        self.nbytes = 0
+        self.constants: list[str] = []  # initializers that are not parameters (buffers, constant arrays)
         self.keep: list[Any] = []  # arrays whose id() is a key above stay alive until the export ends
         self.node_name = ""
 
@@ -243,6 +247,9 @@ class _Exporter:
         arr = arr.astype(self.dtype if is_float else np.int64)
         name = self.unique(hint)
         self.initializers[name] = self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name)
+        self.nbytes += arr.nbytes
+        if not isinstance(value, Parameter):
+            self.constants.append(name)
         if not isinstance(value, int | float | list | tuple):
             self.const_ids[key] = name
             self.keep.append(value)
@@ -307,7 +314,7 @@ class _Exporter:
         out_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
         self.used_names.update(out_names)
         final = {id(o.grad_fn): n for o, n in zip(outputs, out_names, strict=True) if o.grad_fn is not None}
-        problems: list[str] = []
+        problems: dict[tuple[str, str], list[str]] = {}
         for node in nodes:
             where = self.module_names.get(id(node.module), "") if node.module is not None else ""
             self.node_name = f"{where}/{node.name}" if where else node.name
@@ -320,14 +327,19 @@ class _Exporter:
                 if got != out:  # a handler that produced its result under another name
                     self.emit("Identity", [got], [out])
             except _Unsupported as e:
-                problems.append(f"{node.name}{f' (in {where})' if where else ''}: {e}")
+                problems.setdefault((node.name, str(e)), []).append(where)
                 continue
             t = node.out()
             if t is not None:
                 self.values[id(t)] = out
         if problems:
-            unique = list(dict.fromkeys(problems))
-            raise OnnxError("cannot export to ONNX; unsupported ops:\n  " + "\n  ".join(unique))
+            lines = []
+            for (op, reason), wheres in problems.items():
+                places = [w for w in dict.fromkeys(wheres) if w]
+                count = f" ×{len(wheres)}" if len(wheres) > 1 else ""
+                inside = f" (in {', '.join(places)})" if places else ""
+                lines.append(f"{op}{count}{inside}: {reason}")
+            raise OnnxError("cannot export to ONNX; unsupported ops:\n  " + "\n  ".join(lines))
         for o, n in zip(outputs, out_names, strict=True):
             if o.grad_fn is None:  # the model returned its input (or a constant) unchanged
                 self.emit("Identity", [self.tensor_name(o)], [n])
@@ -769,11 +781,13 @@ def export_onnx(
         initializer=list(ex.initializers.values()),
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="glassnet")
+    if ex.constants:  # so that import_onnx keeps them constants rather than making them parameters
+        helper.set_model_props(proto, {CONSTANTS_KEY: json.dumps(ex.constants)})
     proto.ir_version = _ir_version(opset)
     from .. import __version__
 
     proto.producer_version = str(__version__)
-    large = sum(t.ByteSize() for t in proto.graph.initializer) > 1_800_000_000
+    large = ex.nbytes > 1_800_000_000  # protobuf's 2 GB limit: the weights go to an external data file
     if not large:
         onnx.checker.check_model(proto, full_check=True)
     if path is not None:
@@ -1152,8 +1166,10 @@ def _sanitize(name: str, fallback: str) -> str:
 class OnnxOp(Module):
     """One ONNX operator that is not a glassnet layer, run with glassnet ops (``Add``, ``Reshape``, ...).
 
-    Its float initializers are its own Parameters (named after them); the others are
-    constants. Called with the operator's tensor inputs, in order.
+    Its float initializers of more than one element are its own Parameters (named after
+    them, sanitised); scalars, integers, Constant nodes and the initializers that
+    glassnet's exporter marks as constants (model metadata ``glassnet.constants``) stay
+    constant arrays. Called with the operator's tensor inputs, in order.
     """
 
     def __init__(self, spec: _Spec, slots: list[tuple[str, Any]]) -> None:
@@ -1225,8 +1241,10 @@ class OnnxModule(Module):
     (``Conv2d``, ``Linear``, ``BatchNorm2d``, pools, activations, ``Flatten``, ``Dropout``,
     ``LocalResponseNorm``) are children of those types, the others :class:`OnnxOp`
     children, each named after its node (sanitised). ``onnx_names`` maps every parameter
-    and buffer (state-dict key) to the ONNX initializer it came from. The module starts in
-    eval mode, the mode ONNX graphs describe.
+    and buffer (state-dict key) to the ONNX initializer it came from; an initializer that
+    several layers read becomes one copy per layer (PyTorch's TorchScript exporter shares
+    identical constants between layers). The module starts in eval mode, the mode ONNX
+    graphs describe.
     """
 
     def __init__(self, proto: Any, name: str | None = None) -> None:
@@ -1245,8 +1263,10 @@ class OnnxModule(Module):
         self._static: dict[str, Any] = {}  # values known now (constants, folded shape arithmetic)
         self._steps: list[_Step] = []
         kinds: dict[str, str] = dict.fromkeys(self.input_names, "tensor")
+        props = {p.key: p.value for p in proto.metadata_props}
+        constants = set(json.loads(props.get(CONSTANTS_KEY, "[]")))
         for n, arr in init.items():
-            big_float = arr.dtype.kind == "f" and arr.size > 1
+            big_float = arr.dtype.kind == "f" and arr.size > 1 and n not in constants
             kinds[n] = "param" if big_float else "static"
             if not big_float:
                 self._static[n] = arr
