@@ -358,6 +358,31 @@ def test_imported_module_works_with_hooks_and_summary() -> None:
     assert set(back.onnx_names.values()) <= {t for t in model.state_dict()}
 
 
+def test_explorer_traces_an_imported_model() -> None:
+    from glassnet.explorer._models import trace
+
+    model = randomise_norms(get_model("resnet20", num_classes=5, rng=0))
+    back = import_onnx(export_onnx(model, (3, 32, 32), None))
+    x = np.random.default_rng(13).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    out, records = trace(back, x)
+    assert rel_err(out, glassnet_out(model, x)) <= 1e-6
+    kinds = [r.kind for r in records]
+    assert kinds[0] == "Conv2d" and kinds.count("Conv2d") == 21 and kinds[-1] == "Linear"
+    assert records[0].rf.size == (3, 3)
+
+
+def test_zero_pad_shortcut_is_reported() -> None:
+    from glassnet.models import resnet_cifar
+
+    with pytest.raises(OnnxError) as info:
+        export_onnx(resnet_cifar(20, shortcut="A", rng=0), (3, 32, 32), None)
+    lines = str(info.value).splitlines()[1:]
+    assert lines == [
+        "  concatenate ×2 (in layer2.0.downsample, layer3.0.downsample): a constant array among the joined arrays "
+        "(only tensors after the first)"
+    ]
+
+
 def test_imported_state_dict_maps_back_to_onnx_names() -> None:
     model = randomise_norms(get_model("lenet5", rng=0))
     back = import_onnx(export_onnx(model, (1, 28, 28), None))
@@ -429,9 +454,13 @@ def _torch_models(torch: Any) -> dict[str, tuple[Any, tuple[int, ...]]]:
             x = self.layer2(self.layer1(x))
             return self.fc(torch.flatten(self.avgpool(x), 1))
 
+    class View(tnn.Module):  # x.view(N, -1): shape arithmetic (Shape, Gather, Concat) before a Reshape
+        def forward(self, x: Any) -> Any:
+            return x.reshape(x.shape[0], -1)
+
     small = tnn.Sequential(
         tnn.Conv2d(1, 4, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2, ceil_mode=True), tnn.Conv2d(4, 8, 3),
-        tnn.BatchNorm2d(8), tnn.ReLU6(), tnn.AvgPool2d(2), tnn.Flatten(), tnn.Linear(8 * 2 * 2, 16), tnn.LeakyReLU(0.1),
+        tnn.BatchNorm2d(8), tnn.ReLU6(), tnn.AvgPool2d(2), View(), tnn.Linear(8 * 2 * 2, 16), tnn.LeakyReLU(0.1),
         tnn.Dropout(0.3), tnn.Linear(16, 3),
     )  # fmt: skip
     return {"small_cnn": (small, (1, 13, 13)), "resnet_like": (TinyResNet(), (3, 16, 16))}
@@ -474,6 +503,8 @@ def test_import_torchscript_export(torch: Any, which: str, tmp_path: Any) -> Non
     assert "BatchNormalization" not in ops  # folded into Conv by this exporter
     if which == "resnet_like":
         assert {"GlobalAveragePool", "Flatten", "Gemm"} <= ops
+    if which == "small_cnn":
+        assert {"Shape", "Gather", "Concat", "Reshape"} <= ops
     back = _check_torch_import(torch, model, shape, path)
     assert any(isinstance(m, nn.Conv2d) and m.bias is not None for m in back.children())
 

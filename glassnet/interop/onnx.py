@@ -328,7 +328,7 @@ class _Exporter:
                     self.emit("Identity", [got], [out])
             except _Unsupported as e:
                 problems.setdefault((node.name, str(e)), []).append(where)
-                continue
+                out = "(unexportable)"  # what reads it is not reported again
             t = node.out()
             if t is not None:
                 self.values[id(t)] = out
@@ -629,8 +629,7 @@ def _varargs_inputs(ex: _Exporter, node: Node) -> list[str]:
 
 def _ex_concatenate(ex: _Exporter, node: Node, out: str) -> str:
     names = _varargs_inputs(ex, node)
-    nd = len(node.inputs[0].shape) if isinstance(node.inputs[0], Tensor) else len(out)
-    return ex.emit("Concat", names, [out], axis=int(ex.opt(node, "axis", 0)) % max(nd, 1))
+    return ex.emit("Concat", names, [out], axis=int(ex.opt(node, "axis", 0)) % max(len(node.out_shape), 1))
 
 
 def _ex_stack(ex: _Exporter, node: Node, out: str) -> str:
@@ -898,7 +897,7 @@ def _run_gather(spec: _Spec, x: Any, indices: Any) -> Any:
 
 
 def _run_concat(spec: _Spec, *xs: Any) -> Any:
-    xs = tuple(v for v in xs if v is not None and (not hasattr(v, "shape") or 0 not in tuple(v.shape)) or False)
+    xs = tuple(v for v in xs if v is not None and 0 not in tuple(np.shape(v)))  # ONNX allows empty inputs
     if not any(_is_tensor(v) for v in xs):
         return np.concatenate([np.asarray(v) for v in xs], axis=int(spec.get("axis")))
     nd = len(next(v for v in xs if _is_tensor(v)).shape)
