@@ -231,6 +231,36 @@ def test_misc_ops_match_onnxruntime_and_round_trip() -> None:
     assert rel_err(glassnet_out(back, x), ref) <= 1e-6
 
 
+class Index(nn.Module):
+    def __init__(self, index: Any) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, x: Any) -> Any:
+        return (x * 1.0)[self.index]
+
+
+INDICES = [
+    (slice(None), slice(1, None), slice(None, None, -1)),
+    (slice(None), -1),
+    (-1,),
+    (slice(None, 1),),
+    (slice(1, None, 2),),
+    (Ellipsis, slice(-2, 0, -1), slice(3, None, 2)),
+    (slice(None), None, 0, Ellipsis, slice(-3, -1)),
+]
+
+
+@pytest.mark.parametrize("index", INDICES, ids=repr)
+def test_slicing_is_right_for_any_batch_size(index: Any) -> None:
+    proto = export_onnx(Index(index), (3, 5, 6), None)
+    back = import_onnx(proto)
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, 3, 5, 6)).astype(np.float32)
+        np.testing.assert_array_equal(run_ort(proto, x), x[index])
+        np.testing.assert_array_equal(glassnet_out(back, x), x[index])
+
+
 def test_flipped_conv_exports_the_rotated_kernel() -> None:
     conv = nn.Conv2d(2, 3, (3, 2), flip=True, rng=0)
     proto = export_onnx(conv, (2, 5, 5), None)

@@ -579,29 +579,27 @@ def _ex_getitem(ex: _Exporter, node: Node, out: str) -> str:
         at = items.index(Ellipsis)
         fill = len(xs) - (len(items) - 1 - items.count(None))
         items = items[:at] + [slice(None)] * fill + items[at + 1 :]
+    # Python's slice values go to ONNX as they are (both count negative indices from the end and
+    # clamp), None as ±INT64_MAX, so the slices stay right for any batch size.
     starts, ends, axes, steps, squeeze, unsqueeze = [], [], [], [], [], []
     axis, out_axis = 0, 0
-    batch = _batch_axis(ex, node, xs)
     for it in items:
         if it is None:
             unsqueeze.append(out_axis)
             out_axis += 1
             continue
-        n = xs[axis]
         if isinstance(it, slice):
             if it != slice(None):
-                start, stop, step = it.indices(n)
-                if step < 0 and stop < 0:
-                    stop = -n - 1 - (INT64_MAX - n if batch and axis == 0 else 0)
-                elif step > 0 and stop >= n:
-                    stop = INT64_MAX
-                if step < 0 and start == n - 1:
-                    start = -1
+                step = 1 if it.step is None else int(it.step)
+                if step == 0:
+                    raise _Unsupported(f"indexing with {index!r}: slice step 0")
+                start = (0 if step > 0 else INT64_MAX) if it.start is None else int(it.start)
+                stop = (INT64_MAX if step > 0 else -INT64_MAX - 1) if it.stop is None else int(it.stop)
                 starts.append(start), ends.append(stop), axes.append(axis), steps.append(step)
             out_axis += 1
         else:
-            i = int(it) + (n if int(it) < 0 else 0)
-            starts.append(i), ends.append(i + 1), axes.append(axis), steps.append(1)
+            i = int(it)
+            starts.append(i), ends.append(INT64_MAX if i == -1 else i + 1), axes.append(axis), steps.append(1)
             squeeze.append(axis)
         axis += 1
     x = ex.arg(node, "a")
@@ -766,15 +764,17 @@ def export_onnx(
     out_names = ex.run(_walk(outputs), x, outputs)
     helper, tp = onnx.helper, onnx.TensorProto
 
-    def dims(s: tuple[int, ...]) -> list[Any]:
-        return ["N", *s[1:]] if dynamic_batch and s[:1] == shape[:1] else list(s)
+    def dims(s: tuple[int, ...], name: str = "input") -> list[Any]:
+        if not dynamic_batch or not s:
+            return list(s)
+        return ["N" if s[0] == shape[0] else f"{name}_dim0", *s[1:]]  # slicing the batch: its own size
 
     graph = helper.make_graph(
         ex.nodes,
         getattr(model, "name", None) or type(model).__name__,
         [helper.make_tensor_value_info("input", tp.FLOAT, dims(shape))],
         [
-            helper.make_tensor_value_info(n, tp.FLOAT, dims(tuple(o.shape)))
+            helper.make_tensor_value_info(n, tp.FLOAT, dims(tuple(o.shape), n))
             for n, o in zip(out_names, outputs, strict=True)
         ],
         initializer=list(ex.initializers.values()),
