@@ -9,13 +9,27 @@ PyTorch.
 
 from . import autograd, functional, nn
 from ._version import __version__
-from .autograd import Node, Op, Tensor, cat, enable_grad, get_backend, is_grad_enabled, no_grad, stack, use_backend
+from .autograd import (
+    Graph,
+    Node,
+    Op,
+    Tensor,
+    cat,
+    enable_grad,
+    get_backend,
+    is_grad_enabled,
+    no_grad,
+    stack,
+    trace,
+    use_backend,
+)
 from .backend import get_default_dtype, set_default_dtype
 from .gradcheck import GradcheckReport, gradcheck
 from .inspect import Summary, output_size, receptive_field, summary
 from .nn.init import manual_seed
 
 __all__ = [
+    "Graph",
     "GradcheckReport",
     "Node",
     "Op",
@@ -38,5 +52,6 @@ __all__ = [
     "receptive_field",
     "set_default_dtype",
     "summary",
+    "trace",
     "__version__",
 ]

@@ -2,7 +2,8 @@
 
 User errors (a bad argument, a missing file, a corrupt checkpoint, a dataset that is
 not there) print one line starting with ``error:`` and exit with status 2, without
-a traceback. Heavy imports happen inside the commands so ``--help`` is instant.
+a traceback; a failing system call (a full disk) prints one ``error:`` line and exits
+with status 1. Heavy imports happen inside the commands so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import click
 
 from .cli_onnx import register_onnx_commands
 
+EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: `glassnet kernel` filters images (and padded images) of at most this many pixels (Pillow's own limit).
+KERNEL_MAX_PIXELS = 89_478_485
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -60,6 +64,9 @@ class _Group(click.Group):
                 rest = [f"  {line}" for line in msg[1:]]
                 click.echo("\n".join([f"error: {first}", *rest]), err=True)
                 ctx.exit(EXIT_USER_ERROR)
+            if isinstance(e, OSError):  # e.g. no space left on device: the system's words, one line
+                click.echo(f"error: {e}", err=True)
+                ctx.exit(EXIT_FAILURE)
             raise
 
 
@@ -131,7 +138,8 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     "resume_dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="Continue a run exactly where it stopped.",
+    help="Continue a run exactly where it stopped, with its own settings; with --epochs N (more than "
+    "planned) extend it, the schedule recomputed for N epochs.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -141,60 +149,85 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     show_default=True,
     help="Also write last.safetensors every N steps (0: only at the end of each epoch).",
 )
-@click.option("--threads", type=click.IntRange(1), default=None, help="BLAS threads (set before NumPy loads).")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="Threads (BLAS and glassnet's); stored in the run and applied again by --resume.",
+)
+@click.option("--download", is_flag=True, help="Download missing dataset files (otherwise: an error saying where).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_size: int, optimizer: str,
           lr: float | None, momentum: float, weight_decay: float, schedule: str, warmup: int, augment: str,
           val_split: float, label_smoothing: float, clip: float | None, early_stopping: int | None, limit: int | None,
           out_dir: str | None, resume_dir: str | None, seed: int, checkpoint_every: int, threads: int | None,
-          quiet: bool) -> None:  # fmt: skip
+          download: bool, quiet: bool) -> None:  # fmt: skip
     """Train a model; by default LeNet-5 on the built-in `shapes` data (about a minute)."""
-    from .train import History, fit
-    from .train.recipe import build_run
+    import warnings
 
+    from .backend import get_num_threads, set_num_threads
+    from .checkpoint import atomic_write_text, read_checkpoint_meta
+    from .train import History, evaluate, fit
+    from .train.recipe import build_run, fast_forward_schedule
+    from .train.rundir import RunLock, prepare_run_dir
+
+    # NumPy's overflow warnings say less than the trainer does when values stop being finite
+    warnings.filterwarnings("ignore", message="(overflow|invalid value|divide by zero)", category=RuntimeWarning)
+    ctx = click.get_current_context()
     if resume_dir:
         run_path = Path(resume_dir)
-        if not (run_path / "history.json").is_file() or not (run_path / "last.safetensors").is_file():
-            _fail(f"{run_path} is not a run directory to resume (it needs history.json and last.safetensors)")
-        config = History.load(run_path).config
-        if not config:
-            _fail(f"{run_path}/history.json has no config to resume from")
-        click.echo(f"resuming {run_path} ({config['model']} on {config['data']})")
+        config, extended_from = _resume_config(ctx, run_path, History.load(run_path))
+        if config.get("threads"):
+            set_num_threads(int(config["threads"]))
+        more = f", extended from {extended_from} to {config['epochs']} epochs" if extended_from else ""
+        click.echo(f"resuming {run_path} ({config['model']} on {config['data']}{more})")
     else:
         config = {
             "model": model_name, "data": data, "data_root": data_root, "epochs": epochs, "batch_size": batch_size,
             "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
             "schedule": schedule, "warmup": warmup, "augment": augment, "seed": seed, "val_split": val_split,
             "label_smoothing": label_smoothing, "clip": clip, "early_stopping": early_stopping, "limit": limit,
-            "checkpoint_every": checkpoint_every,
+            "checkpoint_every": checkpoint_every, "threads": threads or get_num_threads(),
         }  # fmt: skip
         run_path = Path(out_dir or f"runs/{model_name}-{data}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_path / "last.safetensors").exists():
-            _fail(f"{run_path} already holds a run; use --resume {run_path} or another --out")
     t0 = time.perf_counter()
-    run = build_run(config)
-    config = run.config
-    n_train = len(run.train.labels)
-    click.echo(f"{config['model']} on {config['data']}: {n_train} training images, "
-               f"{run.model.num_parameters():,} parameters, {config['epochs']} epochs -> {run_path}")  # fmt: skip
-    history = fit(
-        run.model, run.train, run.val, epochs=config["epochs"], optimizer=run.optimizer,
-        label_smoothing=config["label_smoothing"], scheduler=run.scheduler,
-        scheduler_interval=run.scheduler_interval, clip_grad_norm=config["clip"],
-        early_stopping=config["early_stopping"], run_dir=run_path, resume=bool(resume_dir), info=run.info,
-        config=config, checkpoint_every=config["checkpoint_every"], progress=not quiet and None,
-    )  # fmt: skip
-    if history.status == "interrupted":
-        click.echo(f"interrupted: checkpoint saved; continue with: glassnet train --resume {run_path}", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    from .train import evaluate
-
-    metrics = evaluate(run.model, run.test, run.info.classes)
-    history.test = metrics.to_dict()
-    history.save(run_path, csv_and_plot=True)
-    from .checkpoint import atomic_write_text
-
-    atomic_write_text(run_path / "metrics.json", json.dumps(metrics.to_dict(), indent=1))
+    with RunLock(run_path):
+        prepare_run_dir(run_path, resume=bool(resume_dir))  # before any data is loaded: refuse early
+        run = build_run(config, download=download)
+        restore_scheduler = True
+        if resume_dir:
+            meta = read_checkpoint_meta(run_path / "last.safetensors")
+            if meta.extra.get("epochs", config["epochs"]) != config["epochs"]:  # planned for fewer epochs
+                fast_forward_schedule(run, meta.epoch, meta.step)
+                restore_scheduler = False
+        config = run.config
+        n_train = len(run.train.labels)
+        click.echo(f"{config['model']} on {config['data']}: {n_train} training images, "
+                   f"{run.model.num_parameters():,} parameters, {config['epochs']} epochs -> {run_path}")  # fmt: skip
+        try:
+            history = fit(
+                run.model, run.train, run.val, epochs=config["epochs"], optimizer=run.optimizer,
+                label_smoothing=config["label_smoothing"], scheduler=run.scheduler,
+                scheduler_interval=run.scheduler_interval, clip_grad_norm=config["clip"],
+                early_stopping=config["early_stopping"], run_dir=run_path, resume=bool(resume_dir), info=run.info,
+                config=config, checkpoint_every=config["checkpoint_every"], progress=not quiet and None,
+                restore_scheduler=restore_scheduler,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            try:
+                said = History.load(run_path).message
+            except ValueError:
+                said = None
+            click.echo(f"error: {said or 'stopped at once by a second interrupt'}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        if history.status == "interrupted":
+            click.echo(f"{history.message.split(';')[0]}: checkpoint saved; continue with: "
+                       f"glassnet train --resume {run_path}", err=True)  # fmt: skip
+            sys.exit(EXIT_INTERRUPTED)
+        metrics = evaluate(run.model, run.test, run.info.classes)
+        history.test = metrics.to_dict()
+        history.save(run_path, csv_and_plot=True)
+        atomic_write_text(run_path / "metrics.json", json.dumps(metrics.to_dict(), indent=1))
     for e in history.epochs:
         val = "" if e["val_acc"] is None else f"  val acc {e['val_acc']:.2%}"
         click.echo(f"epoch {e['epoch']:>3}  train loss {e['train_loss']:.4f}  train acc {e['train_acc']:.2%}{val}")
@@ -205,82 +238,253 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
     click.echo(f"run directory: {run_path} (last.safetensors, best.safetensors, history.json/csv, curves.png)")
 
 
+#: Options --resume may be given with; every other one is the run's own (stored in its config).
+_RESUME_OPTIONS = {"resume_dir", "quiet", "data_root", "download", "epochs", "threads", "out_dir"}
+
+
+def _resume_config(ctx: click.Context, run_path: Path, hist: Any) -> tuple[dict[str, Any], int | None]:
+    """The config to resume ``run_path`` with, and the epochs it is extended from (None: not extended).
+
+    Options given on the command line must agree with the run: ``--epochs`` may only raise
+    the planned epochs (extending the run), ``--threads`` must be the run's, ``--out`` the
+    run directory; ``--data-root`` (where the files are), ``--download`` and ``--quiet`` are free.
+    """
+    from click.core import ParameterSource
+
+    if not (run_path / "last.safetensors").is_file():
+        _fail(f"{run_path} is not a run directory to resume (it has history.json but no last.safetensors)")
+    config = dict(hist.config)
+    if not config.get("model") or not config.get("data") or not isinstance(config.get("epochs"), int):
+        _fail(f"{run_path}/history.json has no config to resume from")
+    given = [p for p in ctx.command.params if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE]
+    conflicts, extended_from = [], None
+    for p in given:
+        value, flag = ctx.params[p.name], p.opts[0]
+        if p.name == "epochs":
+            if value < config["epochs"]:
+                planned = config["epochs"]
+                conflicts.append(f"--epochs {value} (the run is planned for {planned}; it cannot be shortened)")
+            elif value > config["epochs"]:
+                extended_from = config["epochs"]
+        elif p.name == "threads":
+            stored = config.get("threads")
+            if stored is not None and value != stored:
+                conflicts.append(f"--threads {value} (the run computes with {stored}; another count changes the "
+                                 "last bits of the results)")  # fmt: skip
+        elif p.name == "out_dir":
+            if Path(value).resolve() != run_path.resolve():
+                conflicts.append(f"--out {value} (a resumed run stays in {run_path})")
+        elif p.name not in _RESUME_OPTIONS:
+            key = "model" if p.name == "model_name" else p.name
+            if value != config.get(key):
+                conflicts.append(f"{flag} {value} (the run has {config.get(key)!r})")
+    if conflicts:
+        _fail(
+            f"--resume continues {run_path} with its own settings; these options conflict with it: "
+            + "; ".join(conflicts)
+            + ". With --resume only --epochs N (more epochs: extend the run), --threads (the run's), "
+            "--data-root, --download and --quiet may be given"
+        )
+    if ctx.get_parameter_source("data_root") is ParameterSource.COMMANDLINE:
+        config["data_root"] = ctx.params["data_root"]
+    if extended_from is not None:
+        config["epochs"] = ctx.params["epochs"]
+        config["extended"] = [*config.get("extended", []), extended_from]
+    elif hist.status == "finished":
+        _fail(
+            f"{run_path} is finished ({len(hist.epochs)} of {config['epochs']} epochs); to train it longer "
+            f"pass --epochs N with N > {config['epochs']} (the schedule is recomputed for N epochs)"
+        )
+    return config, extended_from
+
+
 # ------------------------------------------------------------------------ evaluate
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", default=None, help="Dataset (default: the one the checkpoint was trained on).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@click.option(
+    "--allow-class-mismatch",
+    is_flag=True,
+    help="Evaluate on data whose class names differ from the checkpoint's (same number of classes).",
+)
+@click.option("--download", is_flag=True, help="Download missing dataset files (otherwise: an error saying where).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(checkpoint: str, data: str | None, split: str, data_root: str | None, as_json: bool) -> None:
+def evaluate(checkpoint: str, data: str | None, split: str, data_root: str | None, allow_class_mismatch: bool,
+             download: bool, as_json: bool) -> None:  # fmt: skip
     """Accuracy, top-5, per-class precision/recall and the confusion matrix of a checkpoint."""
     from .checkpoint import load_checkpoint
     from .data import DataLoader, load_dataset
     from .train import evaluate as run_evaluate
 
     ckpt = load_checkpoint(checkpoint)
-    model = ckpt.build_model()
-    name = data or (ckpt.meta.get("extra", {}).get("data") or _config_data(checkpoint))
+    meta = ckpt.meta
+    name = data or meta.dataset or _config_data(checkpoint)
     if not name:
         _fail("the checkpoint does not say which dataset it was trained on; pass --data")
-    ds = load_dataset(name, split, root=data_root)
-    norm = ckpt.meta.get("normalization") or None
-    expected = ckpt.meta.get("input_shape")
-    if expected and list(ds.image_shape) != list(expected):
-        _fail(f"{name} images are {list(ds.image_shape)}, the model expects {expected}")
+    ds = load_dataset(name, split, root=data_root, download=download)
+    if meta.input_shape and list(ds.image_shape) != list(meta.input_shape):
+        _fail(f"{name} images are {list(ds.image_shape)}, the model expects {list(meta.input_shape)}")
+    if meta.classes and list(ds.classes) != meta.classes:
+        if len(ds.classes) != len(meta.classes):
+            _fail(f"{name} has {len(ds.classes)} classes, the model {len(meta.classes)} ({_names(meta.classes)})")
+        if not allow_class_mismatch:
+            _fail(
+                f"{name} has the classes {_names(ds.classes)}, the model was trained on {_names(meta.classes)}; "
+                "pass --allow-class-mismatch to evaluate it anyway (label i of the data counted as output i)"
+            )
+    model = ckpt.build_model()
+    norm = meta.normalization
     loader = DataLoader(ds, 256, normalize=(norm["mean"], norm["std"]) if norm else None)
     m = run_evaluate(model, loader, ckpt.classes)
     click.echo(json.dumps(m.to_dict(), indent=1) if as_json else f"{name} ({split}, {len(ds)} images)\n{m.report()}")
 
 
+def _names(classes: list[str]) -> str:
+    return ", ".join(classes[:4]) + (f", … ({len(classes)})" if len(classes) > 4 else "")
+
+
 def _config_data(checkpoint: str) -> str | None:
-    hist = Path(checkpoint).parent / "history.json"
-    if hist.exists():
-        return json.loads(hist.read_text()).get("config", {}).get("data")
+    from .train import History
+
+    if (Path(checkpoint).parent / "history.json").exists():
+        data = History.load(Path(checkpoint).parent).config.get("data")
+        return data if isinstance(data, str) else None
     return None
 
 
 # ------------------------------------------------------------------------- predict
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--top-k", type=click.IntRange(1), default=3, show_default=True)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "model_name", default=None, help="A zoo model instead of a checkpoint (all PATHS are images).")
+@click.option("--pretrained", is_flag=True, help="With --model: its shipped ImageNet weights (EfficientNet-Lite0/1/2).")
+@click.option("--top-k", type=click.IntRange(1), default=None, help="Classes to show [3; 5 with --pretrained].")
 @click.option("--invert", is_flag=True, help="Invert grayscale images (dark strokes on white → MNIST style).")
-def predict(checkpoint: str, images: tuple[str, ...], top_k: int, invert: bool) -> None:
-    """Top-k classes with probabilities for image files (resized to the model's input)."""
+def predict(paths: tuple[str, ...], model_name: str | None, pretrained: bool, top_k: int | None, invert: bool) -> None:
+    """Top-k classes with probabilities for image files.
+
+    \b
+    glassnet predict CHECKPOINT IMAGE...            (resized and normalised as in training)
+    glassnet predict --model efficientnet_lite0 --pretrained PHOTO...   (ImageNet classes)
+    """
     import numpy as np
 
     from .autograd import no_grad
-    from .checkpoint import load_checkpoint
-    from .data import load_image
     from .functional import softmax
 
-    ckpt = load_checkpoint(checkpoint)
-    model = ckpt.build_model().eval()
-    shape = ckpt.meta.get("input_shape")
-    if not shape:
-        _fail("the checkpoint does not record its input shape")
-    c, h, w = shape
-    norm = ckpt.meta.get("normalization")
-    classes = ckpt.classes
+    if pretrained and not model_name:
+        _fail("--pretrained needs --model NAME (e.g. --model efficientnet_lite0)")
+    if model_name and not pretrained:
+        _fail(f"--model {model_name} without --pretrained has random weights: give --pretrained or a checkpoint")
+    if model_name:
+        from .models.pretrained import SOURCES, imagenet_classes, preprocess
+
+        if model_name not in SOURCES:
+            _fail(f"no pretrained weights for {model_name!r}; available for: {', '.join(sorted(SOURCES))}")
+        model = _pretrained_model(model_name)
+        classes = list(imagenet_classes())
+        images = paths
+
+        def load(path: str) -> np.ndarray:
+            return preprocess(path, model_name)
+
+        top_k = top_k or 5
+    else:
+        model, classes, load = _checkpoint_predictor(paths[0], invert)
+        images = paths[1:]
+        if not images:
+            _fail("give at least one image after the checkpoint")
+        top_k = top_k or 3
     for path in images:
+        if not Path(path).is_file():
+            _fail(f"no such image file: {path}")
         try:
-            img = load_image(path, (h, w), "L" if c == 1 else "RGB").astype(np.float32) / 255.0
+            x = load(path)
         except Exception as e:
             _fail(f"cannot read image {path}: {e}")
-        if invert:
-            img = 1.0 - img
-        if norm:
-            img = (img - np.asarray(norm["mean"], np.float32)[:, None, None]) / np.asarray(norm["std"], np.float32)[
-                :, None, None
-            ]
         with no_grad():
-            probs = softmax(model(img[None]), axis=1).numpy()[0]
+            probs = softmax(model(x[None]), axis=1).numpy()[0]
         order = np.argsort(-probs)[:top_k]
         click.echo(path)
         for i in order:
             name = classes[i] if i < len(classes) else str(i)
-            click.echo(f"  {name:<16} {probs[i]:7.2%}  {'█' * int(round(probs[i] * 30))}")
+            click.echo(f"  {name:<24} {probs[i]:7.2%}  {'█' * int(round(probs[i] * 30))}")
+
+
+def _pretrained_model(name: str) -> Any:
+    from .models import get_model
+    from .models.pretrained import PretrainedError
+
+    try:
+        return get_model(name, pretrained=True)
+    except PretrainedError as e:
+        _fail(str(e))
+
+
+def _checkpoint_predictor(checkpoint: str, invert: bool) -> tuple[Any, list[str], Any]:
+    """(model, class names, image loader) for a checkpoint: the preprocessing it records."""
+    import numpy as np
+
+    from .checkpoint import load_checkpoint
+    from .data import load_image
+
+    if not Path(checkpoint).is_file():
+        _fail(f"no such checkpoint file: {checkpoint}")
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.build_model().eval()
+    shape = ckpt.meta.input_shape
+    if not shape:
+        _fail("the checkpoint does not record its input shape")
+    c, h, w = shape
+    norm = ckpt.meta.normalization
+
+    def load(path: str) -> np.ndarray:
+        img = load_image(path, (h, w), "L" if c == 1 else "RGB").astype(np.float32) / 255.0
+        if invert:
+            img = 1.0 - img
+        if norm:
+            mean = np.asarray(norm["mean"], np.float32)[:, None, None]
+            img = (img - mean) / np.asarray(norm["std"], np.float32)[:, None, None]
+        return img
+
+    return model, ckpt.classes, load
+
+
+# ------------------------------------------------------------------------- convert
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--check-model", default=None, help="Also load the weights into this zoo model (torchvision layout).")
+def convert(source: str, out: str, check_model: str | None) -> None:
+    """Convert PyTorch weights (.pth/.pt) to safetensors, never executing the file.
+
+    With torch installed it reads with torch.load(weights_only=True); without it, with
+    glassnet's allow-list reader. The output records the source's SHA-256.
+    """
+    from .interop import PthError, TorchStateError, load_torch_state, read_state, sha256_file
+
+    try:
+        state = read_state(source)
+    except (FileNotFoundError, PthError, TorchStateError) as e:
+        _fail(str(e))
+    except Exception as e:  # torch.load's own refusals (weights_only) and malformed files
+        _fail(f"cannot read {source}: {e}")
+    if check_model:
+        try:
+            load_torch_state(check_model, state)
+        except (TorchStateError, ValueError) as e:
+            _fail(str(e))
+    import numpy as np
+    from safetensors.numpy import save
+
+    from .checkpoint import atomic_write_bytes
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    meta = {"source_sha256": sha256_file(source), "source_name": Path(source).name, "written_by": "glassnet convert"}
+    atomic_write_bytes(Path(out), save(arrays, metadata=meta))
+    total = sum(int(v.size) for v in arrays.values())
+    click.echo(f"wrote {out}: {len(arrays)} tensors, {total:,} values (source SHA-256 {meta['source_sha256'][:16]}…)")
 
 
 # ------------------------------------------------------------------------- summary
@@ -295,6 +499,7 @@ def summary(
     """The layer table (output shapes, parameters, MACs, receptive field) of a zoo model or checkpoint."""
     from .inspect import summary as make_summary
     from .models import MODELS, default_input_shape, get_model
+    from .nn.init import skip_init
 
     if list_models or not model_or_checkpoint:
         for name in MODELS:
@@ -306,7 +511,7 @@ def summary(
 
         ckpt = load_checkpoint(model_or_checkpoint)
         model = ckpt.build_model()
-        shape = shape or tuple(ckpt.meta.get("input_shape") or ())
+        shape = shape or tuple(ckpt.meta.input_shape or ())
     else:
         kwargs: dict[str, Any] = {}
         if num_classes:
@@ -315,7 +520,8 @@ def summary(
         shape = shape or default
         if shape[0] != default[0]:
             kwargs["in_channels"] = shape[0]
-        model = get_model(model_or_checkpoint, **kwargs)
+        with skip_init():  # a summary needs shapes, not random weights (VGG-16: 138 M of them)
+            model = get_model(model_or_checkpoint, **kwargs)
     click.echo(str(make_summary(model, shape)))
 
 
@@ -369,16 +575,29 @@ def kernel(image: str | None, kernel_name: str | None, matrix: str | None, strid
             _fail(f"--padding must be 'same', 'valid' or a non-negative integer, got {padding!r}")
     if isinstance(pad, int) and pad < 0:
         _fail(f"--padding must be 'same', 'valid' or a non-negative integer, got {padding!r}")
+    import warnings
+
+    limit = KERNEL_MAX_PIXELS
     try:
-        with Image.open(image) as im:
-            arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float64)
-    except OSError as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(image) as im:
+                if im.width * im.height > limit:
+                    _fail(f"image {image} is {im.width}×{im.height} = {im.width * im.height:,} pixels; "
+                          f"at most {limit:,} are filtered")  # fmt: skip
+                arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float64)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         _fail(f"cannot read image {image}: {e}")
     h, w = arr.shape[:2]
     kh, kw = k.shape
+    (top, bottom), (left, right) = conv_padding(pad, (kh, kw), (stride, stride), (1, 1), (h, w))
+    if (h + top + bottom) * (w + left + right) > limit:
+        _fail(f"--padding {padding} makes the padded image {w + left + right:,}×{h + top + bottom:,} pixels; "
+              f"at most {limit:,} are filtered")  # fmt: skip
+    if h + top + bottom < kh or w + left + right < kw:
+        _fail(f"the {kw}×{kh} kernel is larger than the padded {w + left + right}×{h + top + bottom} image")
     out = K.apply_kernel(arr, k, stride=stride, padding=pad, flip=flip)
     oh, ow = out.shape[:2]
-    (top, bottom), (left, right) = conv_padding(pad, (kh, kw), (stride, stride), (1, 1), (h, w))
     for axis, n, f, lo, hi, o in (("width", w, kw, left, right, ow), ("height", h, kh, top, bottom, oh)):
         p_txt = f"2·{lo}" if lo == hi else f"{lo}+{hi}"
         note = "" if (n - f + lo + hi) % stride == 0 else ", rounded down"
@@ -494,6 +713,9 @@ def demo() -> None:
     click.echo("(the lecture's 62,369,152 leaves out the 9,192 biases of the three dense layers)")
 
 
+from .cli_visualize import visualize  # noqa: E402 - it builds on the group above
+
+cli.add_command(visualize)
 register_onnx_commands(cli)  # export, import-onnx
 
 

@@ -46,7 +46,7 @@ def _load_source(source: str | None, model_name: str | None, pretrained: bool) -
         from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(source)
-        shape = ckpt.meta.get("input_shape")
+        shape = ckpt.meta.input_shape
         return ckpt.build_model(), tuple(int(d) for d in shape) if shape else None
     name = model_name or source
     if name is None:

@@ -1,13 +1,19 @@
 """Looking at a network without running it: output sizes, the summary table,
-receptive fields."""
+receptive fields.
+
+:func:`summary` and :func:`receptive_field` are views of :func:`glassnet.trace`, the
+shape-only run of the model's own ``forward``: nothing here knows how any layer or
+block is wired."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from .autograd.graph import Graph, trace
 from .functional._args import window_out
-from .nn.module import Module, RFState, Shape, SummaryRow
+
+Shape = tuple[int, ...]
 
 
 def output_size(
@@ -44,6 +50,21 @@ def output_size(
             f"{n} + 2·{padding} = {n + 2 * padding} (input {n}, padding {padding})"
         )
     return out
+
+
+@dataclass
+class SummaryRow:
+    """One row of :func:`summary`: a layer call, or an op a composite module applies itself
+    (``"layer1.0 (add)"``). ``rf``/``jump``: receptive field size and jump of its output, per axis."""
+
+    name: str
+    kind: str
+    output_shape: Shape
+    params: int
+    trainable: int
+    macs: int
+    rf: tuple[int, int]
+    jump: tuple[int, int]
 
 
 def _fmt_int(v: int) -> str:
@@ -120,13 +141,58 @@ class Summary:
     __repr__ = __str__
 
 
-def summary(model: Module, input_shape: Any) -> Summary:
+_LABELS = {"concatenate": ("concat", "Concat"), "getitem": ("slice", "Slice"), "relu": ("relu", "ReLU")}
+
+
+def _label(op: str) -> tuple[str, str]:
+    """(row label, kind) of an op applied directly in a composite module: add → ("add", "Add")."""
+    return _LABELS.get(op, (op, "".join(part.capitalize() for part in op.split("_"))))
+
+
+def rows_of(graph: Graph) -> list[SummaryRow]:
+    """The summary rows of a trace, in execution order: one per call of a leaf module (its
+    own parameters counted at its first call), one per op a composite module applies itself."""
+    counted: set[int] = set()
+    rows: list[SummaryRow] = []
+
+    def count(params: list[Any]) -> tuple[int, int]:
+        new = [p for p in params if id(p) not in counted]
+        counted.update(id(p) for p in new)
+        return sum(p.size for p in new), sum(p.size for p in new if p.requires_grad)
+
+    owned = {i for c in graph.calls if c.leaf for i in c.nodes}
+    loose = [n for n in graph.nodes if n.index not in owned]  # ops that composite modules apply themselves
+    k = 0
+    for call in graph.calls:
+        while k < len(loose) and loose[k].index < call.end:
+            rows.append(_op_row(loose[k], count([graph.parameters[p] for p in loose[k].params])))
+            k += 1
+        if call.leaf:
+            params, trainable = count([p for p in call.module._parameters.values() if p is not None])
+            macs = sum(graph.nodes[i].macs or 0 for i in call.nodes)
+            name = call.name or call.kind
+            rows.append(
+                SummaryRow(name, call.kind, call.output_shape, params, trainable, macs, call.rf.size, call.rf.jump)
+            )
+    for n in loose[k:]:
+        rows.append(_op_row(n, count([graph.parameters[p] for p in n.params])))
+    return rows
+
+
+def _op_row(n: Any, params: tuple[int, int]) -> SummaryRow:
+    label, kind = _label(n.op)
+    name = f"{n.module} ({label})" if n.module else f"({label})"
+    return SummaryRow(name, kind, n.output_shape, params[0], params[1], n.macs or 0, n.rf.size, n.rf.jump)
+
+
+def summary(model: Any, input_shape: Any) -> Summary:
     """The layer table of ``model`` for inputs of ``input_shape``, computed without data.
 
     ``input_shape`` is [C, H, W] or [N, C, H, W] (N is taken as 1 for the MAC
     counts, which are per image). Each row: layer name (``features.0``), type, output
     shape, parameters, multiply-accumulates, receptive field size (input pixels one
-    unit sees) and jump (input pixels between neighbouring units). The returned
+    unit sees) and jump (input pixels between neighbouring units). Ops that a composite
+    module applies itself get rows named after it: ``layer1.0 (add)``. The returned
     object exposes ``rows``, ``total_params``, ``trainable_params``, ``total_macs``.
     """
     shape = tuple(int(d) for d in input_shape)
@@ -135,13 +201,12 @@ def summary(model: Module, input_shape: Any) -> Summary:
     if len(shape) not in (2, 4):
         raise ValueError(f"summary: input_shape must be [C, H, W] or [N, C, H, W], got {tuple(input_shape)}")
     shape = (1, *shape[1:])
-    hw = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
-    rows: list[SummaryRow] = []
-    out, _ = model.summarize(shape, RFState((1, 1), (1, 1), hw), "", rows)
-    return Summary(getattr(model, "name", None) or type(model).__name__, shape, rows, out)
+    graph = trace(model, shape, batched=True)
+    rows = rows_of(graph)
+    return Summary(getattr(model, "name", None) or type(model).__name__, shape, rows, graph.output_shape)
 
 
-def receptive_field(model: Module, input_shape: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+def receptive_field(model: Any, input_shape: Any) -> tuple[tuple[int, int], tuple[int, int]]:
     """((size_h, size_w), (jump_h, jump_w)) of the model's output units.
 
     r ← r + d·(k−1)·jump and jump ← jump·s, layer by layer (e.g. 3×3/s2 then 3×3/s1

@@ -400,7 +400,7 @@ def test_missing_package_message(cache: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(
         pretrained.SOURCES, "efficientnet_lite0", replace(SOURCES["efficientnet_lite0"], package="no_such_pkg_xyz")
     )
-    with pytest.raises(PretrainedError, match=r"glassnet\[pretrained\]"):
+    with pytest.raises(PretrainedError, match=r"(uv sync --extra pretrained|glassnet\[pretrained\])"):
         get_pretrained("efficientnet_lite0")
 
 
@@ -452,8 +452,8 @@ def test_preprocessing_data_and_checkpoint_metadata(tmp_path: Path) -> None:
     np.testing.assert_allclose(meta["normalization"]["mean"], [127 / 255] * 3)
     save_checkpoint(tmp_path / "c.safetensors", efficientnet_lite0(rng=0), **meta)
     back = load_checkpoint(tmp_path / "c.safetensors").meta
-    assert back["extra"]["preprocessing"] == PREPROCESSING["efficientnet_lite0"]
-    assert back["architecture"] == "efficientnet_lite0" and back["classes"][285] == "Egyptian cat"
+    assert back.extra["preprocessing"] == PREPROCESSING["efficientnet_lite0"]
+    assert back.architecture == "efficientnet_lite0" and back.classes[285] == "Egyptian cat"
 
 
 def test_imagenet_classes() -> None:

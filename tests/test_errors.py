@@ -165,8 +165,12 @@ def test_max_pool_dilated_window_larger_than_input() -> None:
 
 
 def test_pool_module_output_shape_window_larger_than_input() -> None:
-    with pytest.raises(ValueError, match=esc("MaxPool2d: window 3×3 is larger than the padded input 2×2")):
+    """output_shape is a shape-only trace: the op's error, prefixed with the layer it happened in."""
+    with pytest.raises(ValueError, match=esc("MaxPool2d: max_pool2d: window 3×3 is larger than the padded input 2×2")):
         nn.MaxPool2d(3).output_shape((1, 1, 2, 2))
+    chain = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(3))
+    with pytest.raises(ValueError, match=esc("layer '1' (MaxPool2d): max_pool2d: window 3×3 is larger")):
+        chain.output_shape((1, 1, 4, 4))
 
 
 # ------------------------------------------------------------------------------------------------ padding

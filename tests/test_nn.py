@@ -310,7 +310,7 @@ def test_batchnorm_uses_running_stats_in_eval() -> None:
 
 
 def test_freeze_gives_no_gradients() -> None:
-    model = _net()
+    model = _net().eval()  # a frozen batch norm normalises with running statistics, as in eval
     x, g = _rng(9).standard_normal((2, 1, 6, 6)), np.ones((2, 4))
     dx_before = _forward_backward(model, x, g)
     assert model.freeze() is model
@@ -354,6 +354,28 @@ def test_construction_is_reproducible_for_a_seed() -> None:
     m1, m2 = lenet5(rng=7), lenet5(rng=7)
     for (_, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_skip_init_builds_without_drawing() -> None:
+    """Inside skip_init weights and biases are zeros, no random numbers are drawn, and it ends with the block
+    (also when the block raises); reset_parameters afterwards initialises as usual."""
+    gen = np.random.default_rng(3)
+    state = gen.bit_generator.state
+    with nn.init.skip_init():
+        assert nn.init.init_skipped()
+        model = lenet5(rng=gen)
+        with pytest.raises(ValueError, match="unknown initialisation scheme"):
+            nn.Linear(2, 2, init="nope")
+    assert not nn.init.init_skipped()
+    assert gen.bit_generator.state == state
+    assert all(not p.data.any() for p in model.parameters())
+    assert glassnet.summary(model, (1, 28, 28)).total_params == 61_706
+    model.reset_parameters(rng=7)  # initialisation apart from construction: the same draws in the same order
+    for (n, a), (_, b) in zip(model.state_dict().items(), lenet5(rng=7).state_dict().items(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=n)
+    with pytest.raises(RuntimeError), nn.init.skip_init():
+        raise RuntimeError
+    assert not nn.init.init_skipped()
 
 
 def test_reset_parameters_resets_batchnorm() -> None:
@@ -744,3 +766,19 @@ def test_strided_conv_module_equals_subsampled() -> None:
     conv_s1 = nn.Conv2d(1, 2, 3, stride=1, padding=1, rng=0)
     x = _rng(18).standard_normal((1, 1, 9, 9)).astype(np.float32)
     np.testing.assert_allclose(conv_s2(x), conv_s1(x)[:, :, ::2, ::2], rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_batchnorm_uses_and_keeps_running_statistics() -> None:
+    bn = nn.BatchNorm2d(2, dtype=np.float64)
+    bn.running_mean[...] = [0.5, -1.0]
+    bn.running_var[...] = [2.0, 0.25]
+    x = _rng(40).standard_normal((4, 2, 3, 3))
+    bn.freeze().train()
+    out = bn(x)
+    expected = (x - bn.running_mean.reshape(1, 2, 1, 1)) / np.sqrt(bn.running_var.reshape(1, 2, 1, 1) + 1e-5)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    np.testing.assert_array_equal(bn.running_mean, [0.5, -1.0])
+    assert int(bn.num_batches_tracked) == 0
+    bn.unfreeze()
+    bn(x)
+    assert int(bn.num_batches_tracked) == 1 and bn.running_mean[0] != 0.5

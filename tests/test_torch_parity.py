@@ -144,6 +144,8 @@ def torch_reference(
         out = x.mean((2, 3), keepdim=True)
     elif op == "relu":
         out = tf.relu(x)
+    elif op == "relu6":
+        out = tf.relu6(x)
     elif op == "leaky_relu":
         out = tf.leaky_relu(x, o.get("negative_slope", 0.01))
     elif op == "sigmoid":
@@ -498,7 +500,7 @@ def elementwise_cases(draw: Any) -> tuple[np.ndarray, int]:
     return x.astype(dtype), seed
 
 
-@pytest.mark.parametrize("op", ["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("op", ["relu", "relu6", "leaky_relu", "sigmoid", "tanh"])
 def test_elementwise_activations_match_torch(torch: Any, op: str) -> None:
     def check(case: Any) -> None:
         x, seed = case

@@ -64,7 +64,7 @@ def test_fit_learns_shapes(shapes_train, shapes_test, tmp_path):
     saved = History.load(tmp_path)
     assert saved.status == "finished" and [e["epoch"] for e in saved.epochs] == [1, 2, 3]
     assert saved.best["epoch"] == int(np.argmax([e["val_acc"] for e in hist.epochs])) + 1
-    assert load_checkpoint(tmp_path / "last.safetensors").meta["epoch"] == 3
+    assert load_checkpoint(tmp_path / "last.safetensors").meta.epoch == 3
 
 
 # ------------------------------------------------------------------------ reproducibility
@@ -120,7 +120,7 @@ def _wait_for_checkpoint(proc, path, min_step, timeout=120):
         if proc.poll() is not None:
             pytest.fail(f"training ended before step {min_step} (rc {proc.returncode}): {proc.communicate()}")
         if path.exists():
-            step = load_checkpoint(path).meta["step"]
+            step = load_checkpoint(path).meta.step
             if step >= min_step:
                 return step
         time.sleep(0.01)
@@ -155,7 +155,7 @@ def reference_run(tmp_path_factory):
     r = _run(["train", *TRAIN_ARGS, "--out", str(out)], cwd=out.parent)
     assert r.returncode == 0, r.stderr
     assert "test accuracy" in r.stdout
-    assert load_checkpoint(out / "last.safetensors").meta["step"] == 2 * STEPS_PER_EPOCH
+    assert load_checkpoint(out / "last.safetensors").meta.step == 2 * STEPS_PER_EPOCH
     return out
 
 
@@ -168,11 +168,11 @@ def test_sigint_checkpoints_and_resume_is_exact(reference_run, tmp_path):
     assert proc.returncode == 130, (stdout, stderr)
     assert "Traceback" not in stderr and f"--resume {out}" in stderr
     ckpt = load_checkpoint(out / "last.safetensors")
-    epoch, position = ckpt.meta["epoch"], ckpt.meta["loader"]["position"]
-    assert ckpt.meta["step"] == epoch * STEPS_PER_EPOCH + position and ckpt.meta["step"] < 2 * STEPS_PER_EPOCH
-    assert (epoch, ckpt.meta["loader"]["epoch"]) in ((0, 0), (1, 1))  # mid-epoch 1 (or, on a slow machine, later)
+    epoch, position = ckpt.meta.epoch, ckpt.meta.loader["position"]
+    assert ckpt.meta.step == epoch * STEPS_PER_EPOCH + position and ckpt.meta.step < 2 * STEPS_PER_EPOCH
+    assert (epoch, ckpt.meta.loader["epoch"]) in ((0, 0), (1, 1))  # mid-epoch 1 (or, on a slow machine, later)
     hist = History.load(out)
-    assert hist.status == "interrupted" and f"step {ckpt.meta['step']}" in hist.message
+    assert hist.status == "interrupted" and f"step {ckpt.meta.step}" in hist.message
     assert not (out / "metrics.json").exists()
 
     r = _run(["train", "--resume", str(out), "--quiet"], cwd=tmp_path)
@@ -189,7 +189,7 @@ def test_sigkill_after_periodic_checkpoint_then_resume_is_exact(reference_run, t
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     ckpt = load_checkpoint(out / "last.safetensors")  # straight after the kill: whole, never torn
-    assert ckpt.meta["step"] >= seen and ckpt.meta["step"] % 4 == 0 and ckpt.meta["epoch"] == 1
+    assert ckpt.meta.step >= seen and ckpt.meta.step % 4 == 0 and ckpt.meta.epoch == 1
     assert History.load(out).status == "running"  # nobody had the chance to say otherwise
 
     r = _run(["train", "--resume", str(out), "--quiet"], cwd=tmp_path)
@@ -253,7 +253,7 @@ def test_sigint_anywhere_in_an_epoch_resumes_exactly(shapes_train, tmp_path, at)
     _, hist = _small_run(shapes_train, tmp_path, train=SigintAt(_loader(shapes_train, 192, augment="crop"), at))
     assert hist.status == "interrupted"
     ckpt = load_checkpoint(tmp_path / "last.safetensors")
-    assert ckpt.meta["step"] == at and ckpt.meta["epoch"] == at // 6  # a whole epoch is closed before stopping
+    assert ckpt.meta.step == at and ckpt.meta.epoch == at // 6  # a whole epoch is closed before stopping
     assert len(hist.epochs) == at // 6
     model, hist = _small_run(shapes_train, tmp_path, resume=True)
     assert hist.status == "finished" and [e["epoch"] for e in hist.epochs] == [1, 2, 3]
@@ -268,7 +268,7 @@ def test_crash_between_the_last_step_and_the_end_of_an_epoch_resumes_exactly(sha
     val = DataLoader(shapes_train.subset(range(1000, 1064)), 64, normalize=shapes_train.mean_std())
     with pytest.raises(RuntimeError, match="killed during validation"):
         _small_run(shapes_train, tmp_path, val=CrashOnce(val), checkpoint_every=3)
-    assert load_checkpoint(tmp_path / "last.safetensors").meta["step"] == 3
+    assert load_checkpoint(tmp_path / "last.safetensors").meta.step == 3
     model, _ = _small_run(shapes_train, tmp_path, resume=True, checkpoint_every=3)
     for k, v in reference.state_dict().items():
         assert np.array_equal(model.state_dict()[k], v), k
@@ -311,10 +311,10 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(shap
     with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, step 9\b") as err:
         fit(model2, poisoned, epochs=3, optimizer=opt2, run_dir=tmp_path, resume=True, checkpoint_every=1,
             progress=False)  # fmt: skip
-    assert "last good checkpoint" in str(err.value)
+    assert "last.safetensors holds step 8" in str(err.value)  # what is on disk, in words
     # steps 7 and 8 were checkpointed (checkpoint_every=1), the poisoned step 9 was not
     ckpt = load_checkpoint(last)
-    assert ckpt.meta["step"] == 8 and all(np.all(np.isfinite(v)) for v in ckpt.model_state.values())
+    assert ckpt.meta.step == 8 and all(np.all(np.isfinite(v)) for v in ckpt.model_state.values())
     hist = History.load(tmp_path)
     assert hist.status == "failed" and "epoch 2, step 9" in hist.message
 
@@ -326,7 +326,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(shap
         fit(model3, PoisonedLoader(_loader(shapes_train, 192), at=2), epochs=3, optimizer=opt3, run_dir=tmp_path,
             resume=True, progress=False)  # fmt: skip
     assert last.read_bytes() == before
-    assert load_checkpoint(last).meta["step"] == 6
+    assert load_checkpoint(last).meta.step == 6
 
 
 # ------------------------------------------------------------------------ checkpoint errors
@@ -344,7 +344,7 @@ def test_checkpoint_round_trip_and_file_format(checkpoint):
     raw = path.read_bytes()
     header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])  # safetensors: JSON header, raw tensors
     meta = json.loads(header["__metadata__"]["glassnet"])
-    assert meta["architecture"] == "lenet5" and meta["input_shape"] == [1, 28, 28] and meta["format"] == 1
+    assert meta["architecture"] == "lenet5" and meta["input_shape"] == [1, 28, 28] and meta["format"] == 2
     assert {k for k in header if k != "__metadata__"} == {f"model/{k}" for k in model.state_dict()}
     rebuilt = load_checkpoint(path).build_model()
     for k, v in model.state_dict().items():
@@ -422,9 +422,15 @@ def test_mismatched_model_lists_what_does_not_match(checkpoint):
 
 
 def test_no_pickle_anywhere():
-    sources = [p for p in (REPO / "glassnet").rglob("*.py")]
+    """Nothing unpickles, except the .pth reader, whose unpickler resolves only an allow-list
+    (tests/test_interop_pth.py refuses os.system, eval, subprocess.Popen, ...)."""
+    reader = REPO / "glassnet" / "interop" / "pth.py"
+    sources = [p for p in (REPO / "glassnet").rglob("*.py") if p != reader]
     offenders = [str(p) for p in sources if "import pickle" in p.read_text() or "allow_pickle=True" in p.read_text()]
     assert not offenders
+    text = reader.read_text()
+    assert "class _RestrictedUnpickler(pickle.Unpickler)" in text and "def find_class" in text
+    assert "pickle.load(" not in text and "pickle.loads(" not in text
 
 
 # ------------------------------------------------------------- optimiser/scheduler round trip
@@ -469,8 +475,8 @@ def test_optimizer_and_scheduler_state_round_trip(shapes_train, tmp_path, opt_na
     ckpt = load_checkpoint(tmp_path / "c.safetensors")
     ckpt.load_into(b[0])
     restore_optimizer(ckpt, b[1])
-    b[2].load_state_dict(ckpt.meta["scheduler"]["state"])
-    assert ckpt.meta["scheduler"]["type"] == type(a[2]).__name__
+    b[2].load_state_dict(ckpt.meta.scheduler["state"])
+    assert ckpt.meta.scheduler["type"] == type(a[2]).__name__
     assert b[1].param_groups[0]["lr"] == a[1].param_groups[0]["lr"]
     steps(*a, batches[5:])
     steps(*b, batches[5:])

@@ -7,15 +7,18 @@
 * :mod:`.graph`: printing and stepping through a recorded graph.
 """
 
-from . import ops
+from . import graph, ops
 from .function import Context, Meta, MetaArray, Op, get_backend, use_backend
+from .graph import BackwardStepper, Graph, trace
 from .ops import cat, stack_
 from .tensor import Node, Tensor, enable_grad, is_grad_enabled, no_grad
 
 stack = stack_
 
 __all__ = [
+    "BackwardStepper",
     "Context",
+    "Graph",
     "Meta",
     "MetaArray",
     "Node",
@@ -23,10 +26,12 @@ __all__ = [
     "Tensor",
     "cat",
     "enable_grad",
+    "graph",
     "get_backend",
     "is_grad_enabled",
     "no_grad",
     "ops",
     "stack",
+    "trace",
     "use_backend",
 ]

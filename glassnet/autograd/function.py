@@ -133,6 +133,7 @@ class MetaArray:
 
 
 _module_stack = threading.local()
+_backward_overrides = threading.local()  # .table: {op: [backward, ...]}, see Op.override_backward
 
 
 def current_module() -> Any:
@@ -209,7 +210,37 @@ class Op:
         return self.fast_forward if backend == "fast" else self.reference_forward  # type: ignore[return-value]
 
     def backward_for(self, backend: str) -> Callable[..., Any]:
+        overrides = getattr(_backward_overrides, "table", None)
+        if overrides and self in overrides:
+            return overrides[self][-1]
         return self.fast_backward if backend == "fast" else self.reference_backward  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def override_backward(self, backward: Callable[..., tuple[Any, ...]]) -> Iterator[Op]:
+        """Inside the block, every backward through this op (in this thread) calls ``backward``.
+
+        ``backward(grad, ctx)`` replaces the op's own rule for both backends and receives the
+        ``ctx`` that the forward which ran saved. The forward is unchanged: this is "the same
+        backward, one rule changed", e.g. guided backpropagation's ReLU
+        (:func:`glassnet.visualize.guided_relu`)::
+
+            with F.relu.override_backward(lambda g, ctx: (np.where(ctx.mask & (g > 0), g, 0),)):
+                logit.backward()
+
+        The override is per thread (a backward in another thread keeps the op's own rule) and
+        blocks nest: the innermost wins, and leaving a block restores the rule before it.
+        """
+        table = getattr(_backward_overrides, "table", None)
+        if table is None:
+            table = _backward_overrides.table = {}
+        table.setdefault(self, []).append(backward)
+        try:
+            yield self
+        finally:
+            stack = table[self]
+            stack.pop()
+            if not stack:
+                del table[self]
 
     def forward(self, *args: Any, **kwargs: Any) -> tuple[Any, Context]:
         """Run the chosen forward on arrays; returns ``(out, ctx)`` with ``ctx.backend`` set."""

@@ -19,7 +19,7 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -353,8 +353,26 @@ def topological_order(root: Node) -> list[Node]:
     return order
 
 
-def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
-    """Reverse-mode differentiation from ``root`` (see :meth:`Tensor.backward`)."""
+class BackwardStep(NamedTuple):
+    """One node's backward, as :func:`backward_steps` ran it.
+
+    ``grad_output``: the gradient of the node's output (summed over every consumer);
+    ``grad_inputs``: what the op's backward returned, one entry per differentiable input
+    (None where no gradient was needed).
+    """
+
+    node: Node
+    grad_output: Any
+    grad_inputs: tuple[Any, ...]
+
+
+def backward_steps(root: Tensor, grad: Any = None, retain_graph: bool = False) -> Iterator[BackwardStep]:
+    """Reverse-mode differentiation from ``root``, one node at a time (see :meth:`Tensor.backward`).
+
+    The arguments are checked now; each ``next()`` then runs one node's backward, adds
+    its results into the inputs' gradients (``.grad`` of leaves, pending sums for inner
+    nodes) and yields the :class:`BackwardStep`. Exhausting it is ``root.backward()``.
+    """
     if not root.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad (no parameter or input it depends on does)")
     if grad is None:
@@ -367,6 +385,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         grad = grad.data if isinstance(grad, Tensor) else grad
         if tuple(grad.shape) != root.shape:
             raise ValueError(f"backward: grad has shape {tuple(grad.shape)}, the tensor {root.shape}")
+    return _steps(root, grad, retain_graph)
+
+
+def _steps(root: Tensor, grad: Any, retain_graph: bool) -> Iterator[BackwardStep]:
     if root.grad_fn is None:
         _accumulate(root, _apply_hooks(root, grad))
         return
@@ -396,6 +418,13 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             else:
                 key = id(t.grad_fn)
                 pending[key] = ig if key not in pending else pending[key] + ig
+        yield BackwardStep(node, g, tuple(in_grads))
+
+
+def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
+    """Reverse-mode differentiation from ``root`` (see :meth:`Tensor.backward`): every step at once."""
+    for _ in backward_steps(root, grad, retain_graph):
+        pass
 
 
 def make_output(data: Any, node: Node | None) -> Tensor:

@@ -28,6 +28,7 @@ Debian one is); they are validated structurally by the strict readers instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -493,9 +494,9 @@ def _missing_error(
     lines.append(reason)
     lines.append(
         f"To fix: put the file(s) in {cache_dir() / spec.folder}/ (or any directory above), "
-        f"or set GLASSNET_DATA to a directory holding {spec.folder}/, or pass root=; "
-        "or allow the download (download=True; a mirror can be set with mirrors= or "
-        "$GLASSNET_MIRROR)."
+        f"or set GLASSNET_DATA to a directory holding {spec.folder}/, or pass root= (--data-root); "
+        f"or download them: `glassnet datasets fetch {spec.name}` (or --download on train and evaluate, "
+        "download=True in Python; a mirror can be set with mirrors= or $GLASSNET_MIRROR)."
     )
     return DatasetNotFoundError("\n".join(lines))
 
@@ -540,6 +541,8 @@ def locate_files(
     if not download:
         raise _missing_error(spec, split, missing, dirs, "Download disabled (download=False).")
     bases = _mirror_urls(spec, mirrors)
+    folder = cache_dir() / spec.folder
+    created = [d for d in (folder, folder.parent) if not d.exists()]
     errors: list[str] = []
     still: list[RemoteFile] = []
     for remote in missing:
@@ -556,6 +559,9 @@ def locate_files(
         else:
             still.append(remote)
     if still:
+        for d in created:  # leave no empty cache folders behind
+            with contextlib.suppress(OSError):
+                d.rmdir()
         reason = "Download failed:\n" + "\n".join(errors)
         raise _missing_error(spec, split, still, dirs, reason)
     return found

@@ -12,12 +12,14 @@ the data, big-endian, in C order::
 The reader checks every part of this and the exact length (a truncated file and
 a file with trailing bytes are both errors). Gzip-compressed files are detected
 by their own magic bytes (``1f 8b``) and decompressed transparently, whatever
-their name.
+their name, as a stream bounded by the size the header declares: a file that
+inflates beyond it is refused after one byte too many, never inflated whole.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import struct
@@ -48,17 +50,50 @@ def idx_magic(type_code: int, ndim: int) -> int:
     return (type_code << 8) | ndim
 
 
+#: Deflate cannot expand data by more than about 1032:1; a header declaring more than this many
+#: bytes per compressed byte describes a file that is certainly truncated.
+_MAX_DEFLATE_RATIO = 1100
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read file: {exc}") from exc
     if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DatasetError(f"{path}: corrupt or truncated gzip data: {exc}") from exc
+        return _inflate_bounded(path, raw)
     return raw
+
+
+def _inflate_bounded(path: Path, raw: bytes) -> bytes:
+    """Decompress gzip data, reading the IDX header first and then at most the data it declares
+    (plus one byte, to tell trailing data); the full checks are :func:`read_idx`'s."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_TYPES or head[3] == 0:
+                return head + f.read(64)  # not a valid IDX header: read_idx reports what is wrong
+            dims_raw = f.read(4 * head[3])
+            if len(dims_raw) < 4 * head[3]:
+                return head + dims_raw
+            dims = struct.unpack(f">{head[3]}I", dims_raw)
+            declared = math.prod(dims) * IDX_TYPES[head[2]].itemsize
+            if declared > _MAX_DEFLATE_RATIO * len(raw) + 4096:
+                shape = "×".join(str(d) for d in dims)
+                raise DatasetError(
+                    f"{path.name}: header says {shape} = {declared} bytes of data, more than {len(raw)} compressed "
+                    "bytes can hold: truncated or corrupt"
+                )
+            chunks, got = [], 0
+            while got <= declared:  # at most declared + 1 bytes, in pieces: memory follows the real data
+                piece = f.read(min(1 << 24, declared + 1 - got))
+                if not piece:
+                    break
+                chunks.append(piece)
+                got += len(piece)
+            return head + dims_raw + b"".join(chunks)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated gzip data: {exc}") from exc
 
 
 def read_idx(

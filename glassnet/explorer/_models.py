@@ -1,10 +1,10 @@
-"""Models for the explorer: the zoo, checkpoints, summaries and traced forward passes.
+"""Models for the explorer: the zoo, checkpoints, summaries and recorded forward passes.
 
 :func:`trace` runs one forward pass and records the output of every layer, in the
-order the layers run, whatever the wiring (chains, residual blocks): it temporarily
-wraps each module's ``forward``. Along the way it follows each array's receptive
-field on the input (top-left corner of unit (0, 0), size, jump), so that a unit at
-(y, x) sees input rows ``start_h + y·jump_h`` … ``+ size_h − 1`` (clipped to the image).
+order the layers run, whatever the wiring (chains, residual blocks), with forward
+hooks. Each output's receptive field on the input (top-left corner of unit (0, 0),
+size, jump) comes from the model's shape-only trace (:func:`glassnet.trace`), so that a
+unit at (y, x) sees input rows ``start_h + y·jump_h`` … ``+ size_h − 1`` (clipped to the image).
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import numpy as np
 
 from .. import models as zoo
 from ..autograd import Tensor, no_grad
-from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ..autograd.graph import ReceptiveField
+from ..autograd.graph import trace as glassnet_trace
+from ..checkpoint import Checkpoint, CheckpointError, CheckpointMeta, load_checkpoint
 from ..inspect import summary
 from ..nn import Module, Sequential
+from ..nn.init import skip_init
 
 #: Layers whose output is shown under each heading.
 STAGES = {
@@ -50,29 +53,14 @@ def default_input_shape(name: str) -> tuple[int, int, int]:
     return tuple(int(d) for d in zoo.default_input_shape(name))  # type: ignore[return-value]
 
 
-_shape_only_lock = threading.Lock()
-
-
 def build_zoo_model(name: str, shape_only: bool = False, **kwargs: Any) -> Module:
-    """Build a zoo model; ``shape_only`` skips the random initialisation (weights stay zero),
-    enough for a summary and much faster for the large models (VGG-16: 138 M parameters)."""
+    """Build a zoo model; ``shape_only`` skips the random initialisation (weights stay zero,
+    :func:`glassnet.nn.init.skip_init`), enough for a summary and much faster for the large
+    models (VGG-16: 138 M parameters)."""
     if not shape_only:
         return zoo.get_model(name, **kwargs)
-    from ..nn import layers
-
-    def zeros_weight(shape: tuple[int, ...], scheme: str, rng: Any, dtype: Any) -> np.ndarray:
-        return np.zeros(shape, dtype=dtype)
-
-    def zeros_bias(n: int, fan_in: int, scheme: str, rng: Any, dtype: Any) -> np.ndarray:
-        return np.zeros(n, dtype=dtype)
-
-    with _shape_only_lock:
-        saved = layers.init_weight, layers.init_bias
-        layers.init_weight, layers.init_bias = zeros_weight, zeros_bias
-        try:
-            return zoo.get_model(name, **kwargs)
-        finally:
-            layers.init_weight, layers.init_bias = saved
+    with skip_init():
+        return zoo.get_model(name, **kwargs)
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -130,30 +118,22 @@ class LoadedCheckpoint:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> CheckpointMeta:
         return self.checkpoint.meta
 
     def describe(self) -> dict[str, Any]:
         m = self.meta
-        extra = m.get("extra") if isinstance(m.get("extra"), dict) else {}
         return {
-            "architecture": m.get("architecture"),
-            "arch_kwargs": m.get("arch_kwargs") or {},
+            "architecture": m.architecture,
+            "arch_kwargs": m.arch_kwargs,
             "classes": self.classes,
             "input_shape": list(self.input_shape),
             "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist()},
-            "epoch": m.get("epoch"),
-            "step": m.get("step"),
-            "dataset": dataset_name(m),
-            "extra": {k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)},
+            "epoch": m.epoch,
+            "step": m.step,
+            "dataset": m.dataset,
+            "extra": {k: v for k, v in m.extra.items() if isinstance(v, str | int | float | bool)},
         }
-
-
-def dataset_name(meta: dict[str, Any]) -> str | None:
-    for source in (meta, meta.get("extra") or {}, (meta.get("extra") or {}).get("config") or {}):
-        if isinstance(source, dict) and isinstance(source.get("dataset"), str):
-            return source["dataset"]
-    return None
 
 
 class CheckpointCache:
@@ -190,14 +170,14 @@ def load(path: Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{path.name}: cannot rebuild the model ({e})") from None
     model.eval()
     meta = ckpt.meta
-    shape = meta.get("input_shape")
+    shape = meta.input_shape
     if not shape:
-        shape = default_input_shape(str(meta.get("architecture")))
+        shape = default_input_shape(str(meta.architecture))
     shape = tuple(int(d) for d in shape)
     if len(shape) != 3:
         raise CheckpointError(f"{path.name}: input_shape must be [C, H, W], got {list(shape)}")
     c = shape[0]
-    norm = meta.get("normalization") or {}
+    norm = meta.normalization or {}
     mean = np.asarray(norm.get("mean", [0.0] * c), dtype=np.float64).reshape(-1)
     std = np.asarray(norm.get("std", [1.0] * c), dtype=np.float64).reshape(-1)
     if mean.size == 1:
@@ -213,17 +193,8 @@ def load(path: Path) -> LoadedCheckpoint:
 # ----------------------------------------------------------------------------- tracing
 
 
-@dataclass
-class RF:
-    """Receptive field of one array's units on the input, per axis (h, w)."""
-
-    start: tuple[float, float]
-    size: tuple[int, int]
-    jump: tuple[int, int]
-    whole: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"start": list(self.start), "size": list(self.size), "jump": list(self.jump), "whole": self.whole}
+def rf_json(rf: ReceptiveField) -> dict[str, Any]:
+    return {"start": list(rf.start), "size": list(rf.size), "jump": list(rf.jump), "whole": rf.whole}
 
 
 @dataclass
@@ -231,132 +202,48 @@ class Record:
     name: str
     kind: str
     output: np.ndarray
-    rf: RF
+    rf: ReceptiveField
     composite: bool
 
 
-def _window(rf: RF, k: tuple[int, int], s: tuple[int, int], d: tuple[int, int], pad: tuple[int, int]) -> RF:
-    start = tuple(st - p * j for st, p, j in zip(rf.start, pad, rf.jump, strict=True))
-    size = tuple(r + dd * (kk - 1) * j for r, kk, dd, j in zip(rf.size, k, d, rf.jump, strict=True))
-    jump = tuple(j * ss for j, ss in zip(rf.jump, s, strict=True))
-    return RF(start, size, jump)  # type: ignore[arg-type]
-
-
-def _leaf_rf(m: Module, rf: RF, x_shape: tuple[int, ...], y_shape: tuple[int, ...], input_hw: tuple[int, int]) -> RF:
-    from ..functional.conv import conv2d_geometry
-    from ..functional.pool import pool_geometry
-    from ..nn import AvgPool2d, Conv2d, MaxPool2d
-
-    if len(y_shape) != 4 or rf.whole:
-        return RF((0.0, 0.0), input_hw, rf.jump, True)
-    if isinstance(m, Conv2d):
-        stride, dil, pads, _ = conv2d_geometry(x_shape, m.weight.shape, m.stride, m.padding, m.dilation)
-        return _window(rf, tuple(m.weight.shape[2:]), stride, dil, (pads[0][0], pads[1][0]))
-    if isinstance(m, MaxPool2d):
-        k, s, d, pads, _ = pool_geometry("MaxPool2d", x_shape, *m._options())
-        return _window(rf, k, s, d, (pads[0][0], pads[1][0]))
-    if isinstance(m, AvgPool2d):
-        k, s, d, pads, _ = pool_geometry("AvgPool2d", x_shape, m.kernel_size, m.stride, m.padding, 1, m.ceil_mode)
-        return _window(rf, k, s, d, (pads[0][0], pads[1][0]))
-    if len(x_shape) == 4 and tuple(x_shape[2:]) == tuple(y_shape[2:]):
-        return rf  # elementwise, normalisation, channel-only layers
-    if len(x_shape) == 4:
-        (h, w), (oh, ow) = x_shape[2:], y_shape[2:]
-        if (oh, ow) == (1, 1):
-            return RF((0.0, 0.0), input_hw, rf.jump, True)
-        k = (-(-h // oh), -(-w // ow))
-        s = (max(h // oh, 1), max(w // ow, 1))
-        return _window(rf, k, s, (1, 1), (0, 0))
-    return RF((0.0, 0.0), input_hw, rf.jump, True)
-
-
-class _Tracer:
-    def __init__(self, input_hw: tuple[int, int]) -> None:
-        self.input_hw = input_hw
-        self.records: list[Record] = []
-        self.states: dict[int, tuple[np.ndarray, RF]] = {}
-        self.depth = 0
-
-    def state_of(self, x: Any) -> RF:
-        hit = self.states.get(id(x))
-        if hit is not None and hit[0] is x:
-            return hit[1]
-        # An array made outside a module (x + shortcut, concatenation): take the widest
-        # receptive field among arrays of the same spatial size (the deepest branch).
-        shape = getattr(x, "shape", ())
-        best: RF | None = None
-        for arr, rf in self.states.values():
-            if len(arr.shape) == len(shape) and arr.shape[2:] == shape[2:]:
-                if best is None or rf.size[0] * rf.size[1] >= best.size[0] * best.size[1]:
-                    best = rf
-        if best is not None:
-            return best
-        if len(shape) != 4:
-            return RF((0.0, 0.0), self.input_hw, (1, 1), True)
-        return RF((0.0, 0.0), (1, 1), (1, 1))
-
-    def remember(self, arr: np.ndarray, rf: RF) -> None:
-        self.states[id(arr)] = (arr, rf)
-
-    def wrap(self, name: str, m: Module) -> Any:
-        original = type(m).forward.__get__(m)
-        composite = bool(m._modules)
-
-        def forward(x: Any, *args: Any, **kwargs: Any) -> Any:
-            rf_in = self.state_of(x)
-            x_shape = tuple(np.shape(x))
-            self.depth += 1
-            try:
-                y = original(x, *args, **kwargs)
-            finally:
-                self.depth -= 1
-            if not isinstance(y, np.ndarray | Tensor):
-                return y
-            if composite:
-                rf = self.state_of(y) if id(y) in self.states else self._composite_rf(y, rf_in, x_shape, m)
-            else:
-                rf = _leaf_rf(m, rf_in, x_shape, y.shape, self.input_hw)
-            self.remember(y, rf)
-            self.records.append(Record(name, type(m).__name__, np.asarray(y), rf, composite))
-            return y
-
-        return forward
-
-    def _composite_rf(self, y: np.ndarray, rf_in: RF, x_shape: tuple[int, ...], m: Module) -> RF:
-        best = None
-        for arr, rf in self.states.values():
-            if arr.ndim == y.ndim and arr.shape[2:] == y.shape[2:] and arr is not y:
-                if best is None or rf.size[0] * rf.size[1] >= best.size[0] * best.size[1]:
-                    best = rf
-        return best if best is not None else _leaf_rf(m, rf_in, x_shape, y.shape, self.input_hw)
-
-
-_trace_lock = threading.Lock()
+def _shown(name: str, m: Module) -> bool:
+    """Every module's output is recorded except the model's own and plain chains' (their last child's)."""
+    return bool(name) and not isinstance(m, Sequential)
 
 
 def trace(model: Module, x: np.ndarray) -> tuple[np.ndarray, list[Record]]:
     """Run ``model`` on ``x`` (N, C, H, W) and record every layer's output with its receptive field.
 
-    Sequential containers are not recorded (their output is their last child's); other
-    containers (residual blocks) are, after their children.
+    A forward hook on each module records its output as the call returns, so composite
+    modules (residual blocks) come after their children; Sequential containers are not
+    recorded (their output is their last child's). The receptive fields are those of the
+    same calls in the model's shape-only trace.
     """
-    tracer = _Tracer((int(x.shape[2]), int(x.shape[3])))
-    wrapped: list[Module] = []
-    with _trace_lock:
-        try:
-            for name, m in model.named_modules():
-                if not name or isinstance(m, Sequential):
-                    continue
-                object.__setattr__(m, "forward", tracer.wrap(name, m))
-                wrapped.append(m)
-            x = Tensor(x)
-            tracer.remember(x, RF((0.0, 0.0), (1, 1), (1, 1)))
-            with no_grad():
-                out = model(x)
-        finally:
-            for m in wrapped:
-                m.__dict__.pop("forward", None)
-    return np.asarray(out), tracer.records
+    graph = glassnet_trace(model, tuple(x.shape), batched=True)
+    fields = [c.rf for c in graph.calls if _shown(c.name, c.module)]
+    outputs: list[tuple[str, Module, np.ndarray]] = []
+    thread = threading.get_ident()
+
+    def record(name: str) -> Any:
+        def hook(m: Module, args: Any, out: Any) -> None:
+            if isinstance(out, Tensor) and threading.get_ident() == thread:
+                outputs.append((name, m, np.asarray(out.numpy())))
+
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if _shown(name, m)]
+    try:
+        with no_grad():
+            out = model(Tensor(x))
+    finally:
+        for h in handles:
+            h.remove()
+    if len(fields) != len(outputs):  # the forward depends on the data: fall back to the fields by name
+        by_name = {c.name: c.rf for c in graph.calls}
+        fields = [by_name.get(name, graph.output_rf or ReceptiveField()) for name, _, _ in outputs]
+    pairs = zip(outputs, fields, strict=True)
+    records = [Record(name, type(m).__name__, a, rf, bool(m._modules)) for (name, m, a), rf in pairs]
+    return np.asarray(out.numpy()), records
 
 
 def first_conv(model: Module) -> tuple[str, Any] | None:
@@ -508,7 +395,7 @@ def describe_activations(
             "shape": [int(d) for d in a.shape],
             "composite": r.composite,
             "stats": _stats(a),
-            "rf": r.rf.to_json(),
+            "rf": rf_json(r.rf),
         }
         if a.ndim in (1, 3):
             entry["picture"] = feature_grid(a, max_channels, budget)
@@ -572,11 +459,11 @@ def unit_info(r: Record, layer: int, c: int, y: int, x: int, input_hw: tuple[int
         "unit": [c, y, x] if a.ndim == 3 else [c],
         "value": value,
         "box": rf_box(r.rf, y, x, input_hw),
-        "rf": r.rf.to_json(),
+        "rf": rf_json(r.rf),
     }
 
 
-def rf_box(rf: RF, y: int, x: int, input_hw: tuple[int, int]) -> dict[str, Any]:
+def rf_box(rf: ReceptiveField, y: int, x: int, input_hw: tuple[int, int]) -> dict[str, Any]:
     """Input rows [top, bottom) × columns [left, right) that unit (y, x) sees, clipped to the
     image (``unclipped`` keeps the window as it reaches into the padding)."""
     h, w = input_hw

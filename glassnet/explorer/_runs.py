@@ -3,7 +3,9 @@
 Every path a request names goes through :class:`Roots`: it is resolved (symbolic links
 followed, ``..`` collapsed) and must then lie under the runs directory the explorer was
 started with (or be one of the checkpoints it was given explicitly); anything else is
-refused with :class:`AccessError`.
+refused with :class:`AccessError`. The same holds for the files the explorer finds by
+itself (``history.json``, a run's checkpoints): a link that leads out of the runs directory
+is not followed, and no path outside it is shown.
 """
 
 from __future__ import annotations
@@ -77,6 +79,20 @@ class Roots:
                     out.append(resolved)
         return out
 
+    def inside(self, path: Path) -> Path:
+        """``path`` with its links resolved, if that lies under the runs directory (else AccessError)."""
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):
+            raise AccessError(f"{path.name} cannot be resolved", 404) from None
+        if not _is_under(resolved, self.runs_dir):
+            raise AccessError(f"{path.name} leads outside the runs directory: not opened")
+        return resolved
+
+    def history_file(self, run: Path) -> Path:
+        """RUN/history.json, refused when it is a link leading out of the runs directory."""
+        return self.inside(run / "history.json")
+
     # -- checkpoints --------------------------------------------------------------------
     def checkpoint_id(self, path: Path) -> str:
         """How the page names a checkpoint: relative to the runs directory, else the full path."""
@@ -135,9 +151,10 @@ def _subdirs(d: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- history.json
 
 
-def read_history(run: Path) -> dict[str, Any]:
-    """Read RUN/history.json; raises ``AccessError`` (422) when it is not a history document."""
-    path = run / "history.json"
+def read_history(run: Path, roots: Roots) -> dict[str, Any]:
+    """Read RUN/history.json (only if it lies under the runs directory once links are resolved);
+    raises ``AccessError`` (403 outside, 422 when it is not a history document)."""
+    path = roots.history_file(run)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -200,14 +217,21 @@ def clean_history(doc: dict[str, Any]) -> dict[str, Any]:
 def run_summary(run: Path, roots: Roots) -> dict[str, Any]:
     """One line of the run list: status, progress, last numbers, checkpoints."""
     try:
-        mtime_ns = (run / "history.json").stat().st_mtime_ns
-        hist = clean_history(read_history(run))
+        mtime_ns = roots.history_file(run).stat().st_mtime_ns
+        hist = clean_history(read_history(run, roots))
         error = None
-    except AccessError as e:
-        hist, error, mtime_ns = clean_history({}), str(e), 0
+    except (AccessError, OSError) as e:
+        hist, error, mtime_ns = clean_history({}), str(e) if isinstance(e, AccessError) else "unreadable", 0
     epochs = hist["epochs"]
     cfg = hist["config"]
-    ckpts = [roots.checkpoint_id(p.resolve()) for p in sorted(run.glob("*.safetensors")) if p.is_file()]
+    ckpts = []
+    for p in sorted(run.glob("*.safetensors")):
+        try:  # only checkpoints under the runs directory, named relative to it: no outside path is shown
+            target = roots.inside(p)
+        except AccessError:
+            continue
+        if target.is_file() and roots.checkpoint_id(target) not in ckpts:
+            ckpts.append(roots.checkpoint_id(target))
     return {
         "name": run.name,
         "status": "unreadable" if error else hist["status"],
@@ -217,7 +241,7 @@ def run_summary(run: Path, roots: Roots) -> dict[str, Any]:
         "last": epochs[-1] if epochs else None,
         "best": hist["best"],
         "architecture": cfg.get("model") or cfg.get("architecture"),
-        "dataset": cfg.get("dataset"),
+        "dataset": cfg.get("data") if isinstance(cfg.get("data"), str) else None,
         "checkpoints": ckpts,
         "mtime_ns": mtime_ns,
     }

@@ -260,15 +260,14 @@ class Explorer:
 
     # -- datasets -----------------------------------------------------------------------
     def dataset_for(self, loaded: mdl.LoadedCheckpoint) -> str | None:
-        name = mdl.dataset_name(loaded.meta)
-        if name:
-            return name
+        if loaded.meta.dataset:
+            return loaded.meta.dataset
         hist = loaded.path.parent / "history.json"
         if hist.is_file():
-            try:
-                cfg = read_history(loaded.path.parent).get("config") or {}
-                if isinstance(cfg.get("dataset"), str):
-                    return cfg["dataset"]
+            try:  # the run's config: `glassnet train` records its --data there
+                cfg = read_history(loaded.path.parent, self.roots).get("config") or {}
+                if isinstance(cfg.get("data"), str):
+                    return cfg["data"]
             except AccessError:
                 pass
         from ..data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, SHAPES_CLASSES
@@ -553,7 +552,7 @@ def _routes_models(app: FastAPI, ex: Explorer) -> None:
         if checkpoint is not None:
             loaded = ex.loaded(checkpoint)
             key = ("ckpt", str(loaded.path), shape or loaded.input_shape)
-            title = f"{loaded.meta.get('architecture')} ({checkpoint})"
+            title = f"{loaded.meta.architecture} ({checkpoint})"
             net, shape = loaded.model, shape or loaded.input_shape
         else:
             name = model.lower().replace("-", "_")  # type: ignore[union-attr]
@@ -572,7 +571,10 @@ def _routes_models(app: FastAPI, ex: Explorer) -> None:
         try:
             if net is None:
                 net = mdl.build_zoo_model(name, shape_only=True, **kwargs)
-            doc = mdl.summary_dict(net, shape, title)
+                doc = mdl.summary_dict(net, shape, title)
+            else:
+                with loaded.lock:  # the summary traces the model's forward: not while it runs on an image
+                    doc = mdl.summary_dict(net, shape, title)
         except (ValueError, TypeError) as e:
             raise _bad(e) from None
         ex.summaries.put(doc, key)
@@ -660,10 +662,10 @@ def _routes_runs(app: FastAPI, ex: Explorer) -> None:
     def run(name: str, since: int | None = Query(None, ge=0)) -> dict[str, Any]:
         try:
             path = ex.roots.run_dir(name)
-            mtime_ns = (path / "history.json").stat().st_mtime_ns
+            mtime_ns = ex.roots.history_file(path).stat().st_mtime_ns
             if since is not None and since == mtime_ns:
                 return {"name": name, "unchanged": True, "mtime_ns": mtime_ns}
-            doc = clean_history(read_history(path))
+            doc = clean_history(read_history(path, ex.roots))
         except AccessError as e:
             raise ApiError(str(e), e.status) from None
         except OSError as e:

@@ -17,6 +17,7 @@ file                ops
 ==================  ==========================================
 """
 
+from . import meta  # noqa: F401  (shape-only rules for glassnet.trace, attached to the ops above)
 from ._op import Context, Op
 from .activation import (
     leaky_relu,

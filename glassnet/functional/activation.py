@@ -30,6 +30,10 @@ relu = Op(relu_forward, relu_backward)
 
 def leaky_relu_forward(x: Any, negative_slope: float = 0.01) -> tuple[np.ndarray, Context]:
     """Leaky ReLU: x for x > 0, negative_slope·x otherwise."""
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, int | float | np.number):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
+    if not np.isfinite(negative_slope):
+        raise ValueError(f"leaky_relu: negative_slope must be a finite number, got {negative_slope!r}")
     x = as_float(x, "leaky_relu input")
     mask = x > 0
     slope = np.where(mask, x.dtype.type(1), x.dtype.type(negative_slope))

@@ -73,7 +73,7 @@ flatten = Op(flatten_forward, flatten_backward)
 
 
 def dropout_forward(
-    x: Any, p: float = 0.5, training: bool = True, rng: np.random.Generator | None = None
+    x: Any, p: float = 0.5, training: bool = True, rng: np.random.Generator | int | None = None
 ) -> tuple[np.ndarray, Context]:
     """Inverted dropout: zero each unit with probability p, scale survivors by 1/(1−p).
 
@@ -83,12 +83,18 @@ def dropout_forward(
     random, and glassnet never hides a global random state).
     """
     x = as_float(x, "dropout input")
+    if isinstance(p, bool) or not isinstance(p, int | float | np.number):
+        raise TypeError(f"dropout: p must be a number in [0, 1), got {p!r} ({type(p).__name__})")
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0.0:
         return x, Context(mask=None)
     if rng is None:
-        raise ValueError("dropout: training with p > 0 needs an explicit rng (numpy.random.Generator)")
+        raise ValueError("dropout: training with p > 0 needs an explicit rng (numpy.random.Generator or an int seed)")
+    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+        rng = np.random.default_rng(int(rng))  # a seed, as the layers accept: the same seed, the same mask
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"dropout: rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
     keep = rng.random(x.shape, dtype=np.float32) >= p
     mask = keep * x.dtype.type(1.0 / (1.0 - p))
     return x * mask, Context(mask=mask)

@@ -65,6 +65,10 @@ def cross_entropy_forward(
         raise ValueError(f"cross_entropy expected {n} integer labels (shape ({n},)), got shape {target.shape}")
     if target.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy expected integer class labels, got dtype {target.dtype}")
+    if k == 0:
+        raise ValueError(f"cross_entropy: logits of shape {logits.shape} have 0 classes; expected at least 1")
+    if n == 0 and reduction == "mean":
+        raise ValueError("cross_entropy: the batch is empty (0 samples): its mean loss is undefined")
     if n and (target.min() < 0 or target.max() >= k):
         raise ValueError(
             f"cross_entropy: labels must be in [0, {k - 1}], got values in [{target.min()}, {target.max()}]"
@@ -106,6 +110,12 @@ def binary_cross_entropy_with_logits_forward(
     if target.shape != logits.shape:
         raise ValueError(
             f"binary_cross_entropy_with_logits: target shape {target.shape} != logits shape {logits.shape}"
+        )
+    outside = target[(target < 0) | (target > 1)]  # NaN and infinity are named by the finiteness check below
+    if outside.size:
+        raise ValueError(
+            f"binary_cross_entropy_with_logits: targets must be probabilities in [0, 1], got {outside.size} "
+            f"value(s) outside, e.g. {float(outside.flat[0])}"
         )
     per = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
     loss = _reduce(per, reduction, "binary_cross_entropy_with_logits")

@@ -36,6 +36,16 @@ def batch_norm_forward(
     unbiased), as PyTorch does. Inference (``training=False``) uses the running
     statistics.
     """
+    for name, v, ok, expected in (
+        ("eps", eps, lambda v: v > 0, "a finite number > 0"),
+        ("momentum", momentum, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not np.isfinite(v) or not ok(v):
+            raise ValueError(f"batch_norm: {name} must be {expected}, got {v!r}")
+    if running_var is not None and np.any(np.asarray(running_var) < 0):
+        raise ValueError(
+            f"batch_norm: running_var must be >= 0 (a variance), got a minimum of {float(np.min(running_var))}"
+        )
     x = as_float(x, "batch_norm input")
     axes, shape = _bn_axes(x)
     c = x.shape[1]

@@ -65,7 +65,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import ops as A
 from ..autograd.function import Meta, MetaArray
-from ..autograd.tensor import Node, Tensor, no_grad
+from ..autograd.tensor import Node, Tensor
 from ..functional._args import pair, window_out
 from ..functional.conv import conv2d_geometry
 from ..functional.pool import _adaptive_matrix, pool_geometry
@@ -90,7 +90,6 @@ from ..nn import (
     Softmax,
     Tanh,
 )
-from ..nn.module import RFState, Shape, SummaryRow
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -1195,14 +1194,6 @@ class OnnxOp(Module):
                 args.append(None)
         return _RUN[self.spec.op_type](self.spec, *args)
 
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        if self.spec.op_type in ("MatMul", "Gemm", "Flatten", "Reshape", "GlobalAveragePool", "GlobalMaxPool"):
-            return rf.whole()
-        if self.spec.op_type in ("MaxPool", "AveragePool"):
-            k, s, d, _ = _pool_params(self.spec)
-            return rf.through(tuple(k), tuple(s), tuple(d))  # type: ignore[arg-type]
-        return rf
-
     def extra_repr(self) -> str:
         shown = {k: v for k, v in self.spec.attrs.items() if not isinstance(v, np.ndarray)}
         return self.spec.op_type + (f", {shown}" if shown else "")
@@ -1391,7 +1382,7 @@ class OnnxModule(Module):
         return step
 
     # -- running -------------------------------------------------------------------------------
-    def _execute(self, inputs: tuple[Any, ...], on_step: Callable[..., None] | None = None) -> dict[str, Any]:
+    def _execute(self, inputs: tuple[Any, ...]) -> dict[str, Any]:
         if len(inputs) != len(self.input_names):
             raise ValueError(f"{self.name} takes {len(self.input_names)} input(s) ({', '.join(self.input_names)}), "
                              f"got {len(inputs)}")  # fmt: skip
@@ -1400,7 +1391,6 @@ class OnnxModule(Module):
         for step in self._steps:
             args = [values.get(i) if i else None for i in step.inputs]
             if step.kind == "numpy":
-                child = None
                 out = _RUN[step.spec.op_type](step.spec, *args)
             else:
                 child = self._modules[step.child]
@@ -1410,8 +1400,6 @@ class OnnxModule(Module):
                 else:
                     out = child(*tensors, runtime={i: args[i] for i in step.runtime_slots})
             values[step.outputs[0]] = out
-            if on_step is not None:
-                on_step(step, child, args, out)
         return values
 
     def forward(self, *inputs: Any) -> Any:
@@ -1419,44 +1407,6 @@ class OnnxModule(Module):
         values = self._execute(inputs)
         outs = [values[self._alias.get(o, o)] for o in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
-
-    # -- looking at it -------------------------------------------------------------------------
-    def output_shape(self, input_shape: Shape) -> Shape:
-        with no_grad():
-            out = self(np.zeros(input_shape, dtype=np.float32))
-        first = out[0] if isinstance(out, tuple) else out
-        return tuple(first.shape)
-
-    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
-        """One row per node that computes on tensors, in the order the graph runs (shapes from one pass on zeros)."""
-        rfs: dict[str, RFState] = {n: rf for n in self.input_names}
-
-        def on_step(step: _Step, child: Module | None, args: list[Any], out: Any) -> None:
-            if child is None:
-                return
-            feeding = [rfs[i] for i in step.inputs if i in rfs]
-            merged = feeding[0] if feeding else rf
-            for other in feeding[1:]:
-                merged = RFState(tuple(max(a, b) for a, b in zip(merged.size, other.size, strict=True)),  # type: ignore[arg-type]
-                                 tuple(max(a, b) for a, b in zip(merged.jump, other.jump, strict=True)),  # type: ignore[arg-type]
-                                 merged.input_hw)  # fmt: skip
-            first = args[step.tensor_slots[0]]
-            in_shape = tuple(first.shape)
-            try:
-                rf_out = child.receptive(merged, in_shape)
-            except (ValueError, TypeError):
-                rf_out = merged
-            rfs[step.outputs[0]] = rf_out
-            own = [p for p in child._parameters.values() if p is not None]
-            kind = child.op_type if isinstance(child, OnnxOp) else type(child).__name__
-            rows.append(SummaryRow(f"{prefix}.{step.child}" if prefix else str(step.child), kind, tuple(out.shape),
-                                   sum(p.size for p in own), sum(p.size for p in own if p.requires_grad),
-                                   child.macs(in_shape), rf_out.size, rf_out.jump))  # fmt: skip
-
-        with no_grad():
-            values = self._execute((Tensor(np.zeros(input_shape, dtype=np.float32)),), on_step)
-        last = self._alias.get(self.output_names[0], self.output_names[0])
-        return tuple(values[last].shape), rfs.get(last, rf)
 
     def extra_repr(self) -> str:
         return f"opset={self.opset}, inputs={self.input_names}, outputs={self.output_names}"

@@ -1,4 +1,4 @@
-"""The model zoo: classic CNNs with forward, backward and a summary table.
+"""The model zoo: classic CNNs, each written as its forward (autograd gives backward, a trace the summary table).
 
 ================  ========================  =============================================
 builder           default input (C, H, W)   parameters (default classes)

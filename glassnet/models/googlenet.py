@@ -54,7 +54,6 @@ the model then returns ``(logits, aux2, aux1)`` in training mode and the logits 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -74,7 +73,6 @@ from ..nn import (
     Sequential,
 )
 from ..nn.init import make_rng
-from ..nn.module import RFState, Shape, SummaryRow
 
 
 class BasicConv2d(Module):
@@ -248,27 +246,6 @@ class GoogLeNet(Module):
         if self.aux_logits and self.training:
             return x, aux["inception4d"], aux["inception4a"]
         return x
-
-    # the summary, output shape and receptive field follow the main path (the aux heads branch off)
-    def _main(self) -> Iterator[tuple[str, Module]]:
-        for name in self.MAIN:
-            yield name, self._modules[name]
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        for _, m in self._main():
-            input_shape = m.output_shape(input_shape)
-        return tuple(input_shape)
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        for _, m in self._main():
-            rf = m.receptive(rf, input_shape)
-            input_shape = m.output_shape(input_shape)
-        return rf
-
-    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
-        for name, m in self._main():
-            input_shape, rf = m.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
-        return tuple(input_shape), rf
 
 
 def googlenet(

@@ -56,11 +56,6 @@ from .. import functional as F
 from ..autograd.ops import cat
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential
 from ..nn.init import make_rng
-from ..nn.module import RFState, Shape, SummaryRow
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, rng: Any = None) -> Conv2d:
@@ -95,14 +90,6 @@ class ZeroPadShortcut(Module):
         before = np.zeros((n, self.pad_before, h, w), dtype=sub.dtype)
         after = np.zeros((n, self.out_planes - self.in_planes - self.pad_before, h, w), dtype=sub.dtype)
         return cat([before, sub, after], axis=1)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        n, _, h, w = input_shape
-        s = self.stride
-        return (n, self.out_planes, -(-h // s), -(-w // s))
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        return rf.through((1, 1), (self.stride, self.stride))
 
     def extra_repr(self) -> str:
         return f"{self.in_planes}, {self.out_planes}, stride={self.stride}"
@@ -161,29 +148,6 @@ class BasicBlock(Module):
             raise ValueError(f"BasicBlock: residual {tuple(out.shape)} and shortcut {tuple(identity.shape)} differ")
         return F.relu(out + identity)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        out = tuple(input_shape)
-        for name in ("conv1", "bn1", "relu", "conv2", "bn2"):
-            out = self._modules[name].output_shape(out)
-        short = self.downsample.output_shape(input_shape) if self.has_downsample else tuple(input_shape)
-        if tuple(out) != tuple(short):
-            raise ValueError(f"BasicBlock: residual {out} and shortcut {short} differ")
-        return tuple(out)
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        return self.conv2.receptive(self.conv1.receptive(rf, input_shape), input_shape)
-
-    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
-        shape, rf_out = tuple(input_shape), rf
-        for name in ("conv1", "bn1", "relu", "conv2", "bn2"):
-            shape, rf_out = self._modules[name].summarize(shape, rf_out, _join(prefix, name), rows)
-        if self.has_downsample:
-            self.downsample.summarize(input_shape, rf, _join(prefix, "downsample"), rows)
-        out = self.output_shape(input_shape)
-        rows.append(SummaryRow(f"{prefix} (add)", "Add", out, 0, 0, 0, rf_out.size, rf_out.jump))
-        rows.append(SummaryRow(f"{prefix} (relu)", "ReLU", out, 0, 0, 0, rf_out.size, rf_out.jump))
-        return out, rf_out
-
     def extra_repr(self) -> str:
         return f"{self.inplanes}, {self.planes}" + (f", stride={self.stride}" if self.stride != 1 else "")
 
@@ -191,8 +155,8 @@ class BasicBlock(Module):
 class ResNet(Sequential):
     """A ResNet: the stem, the stages ``layer1``…, ``avgpool``, ``flatten`` and ``fc``, in order.
 
-    It is a :class:`Sequential` with named children, so forward, backward and the
-    summary chain them; ``flatten`` has no parameters, so the state dict is
+    It is a :class:`Sequential` with named children, so its forward chains them (autograd
+    and the summary follow that forward); ``flatten`` has no parameters, so the state dict is
     torchvision's. Build one with :func:`resnet18`, :func:`resnet34` or :func:`resnet20`.
     """
 

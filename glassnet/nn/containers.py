@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..autograd.ops import cat
-from .module import Module, RFState, Shape, SummaryRow
+from .module import Module
 
 
 class Sequential(Module):
@@ -58,8 +58,6 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    # output_shape, receptive and summarize: Module's defaults already chain the children.
-
 
 class Residual(Module):
     """y = activation(body(x) + shortcut(x)); the shortcut is the identity when None.
@@ -90,26 +88,6 @@ class Residual(Module):
         y = b + s
         return self.activation(y) if self._has_activation else y
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        out = self.body.output_shape(input_shape)
-        short = self.shortcut.output_shape(input_shape) if self._has_shortcut else tuple(input_shape)
-        if tuple(out) != tuple(short):
-            raise ValueError(f"Residual: body output {out} and shortcut output {short} differ")
-        return out
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        return self.body.receptive(rf, input_shape)
-
-    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
-        out, rf_out = self.body.summarize(input_shape, rf, f"{prefix}.body" if prefix else "body", rows)
-        if self._has_shortcut:
-            self.shortcut.summarize(input_shape, rf, f"{prefix}.shortcut" if prefix else "shortcut", rows)
-        self.output_shape(input_shape)
-        rows.append(SummaryRow(f"{prefix} (add)", "Add", out, 0, 0, 0, rf_out.size, rf_out.jump))
-        if self._has_activation:
-            out, rf_out = self.activation.summarize(out, rf_out, f"{prefix}.activation", rows)
-        return out, rf_out
-
 
 class Concat(Module):
     """Parallel branches on the same input, outputs concatenated along channels (axis 1).
@@ -130,22 +108,3 @@ class Concat(Module):
         if len(spatial) != 1:
             raise ValueError(f"Concat: branch outputs {[tuple(o.shape) for o in outs]} differ outside the channel axis")
         return cat(outs, axis=1)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        outs = [b.output_shape(input_shape) for b in self._modules.values()]
-        if len({o[:1] + o[2:] for o in outs}) != 1:
-            raise ValueError(f"Concat: branch outputs {outs} differ outside the channel axis")
-        return (outs[0][0], sum(o[1] for o in outs), *outs[0][2:])
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        rfs = [b.receptive(rf, input_shape) for b in self._modules.values()]
-        size = tuple(max(r.size[i] for r in rfs) for i in range(2))
-        return RFState(size, rfs[0].jump, rf.input_hw)  # type: ignore[arg-type]
-
-    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
-        for name, b in self._modules.items():
-            b.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
-        out = self.output_shape(input_shape)
-        rf_out = self.receptive(rf, input_shape)
-        rows.append(SummaryRow(f"{prefix} (concat)", "Concat", out, 0, 0, 0, rf_out.size, rf_out.jump))
-        return out, rf_out

@@ -15,10 +15,8 @@ from .. import functional as F
 from ..autograd.tensor import no_grad
 from ..backend import get_default_dtype
 from ..functional._args import pair
-from ..functional.conv import conv2d_geometry
-from ..functional.pool import pool_geometry
 from .init import init_bias, init_weight, make_rng
-from .module import Module, Parameter, RFState, Shape, kwargs_repr
+from .module import Module, Parameter, Shape, kwargs_repr
 
 __all__ = ["no_grad"]
 
@@ -117,18 +115,6 @@ class Conv2d(Module):
         self._check_input(x.shape)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.flip)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        self._check_input(tuple(input_shape))
-        *_, (ho, wo) = conv2d_geometry(tuple(input_shape), self.weight.shape, self.stride, self.padding, self.dilation)
-        return (input_shape[0], self.out_channels, ho, wo)
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        return rf.through(self.kernel_size, self.stride, self.dilation)
-
-    def macs(self, input_shape: Shape) -> int:
-        n, _, ho, wo = self.output_shape(input_shape)
-        return n * self.out_channels * ho * wo * int(np.prod(self.weight.shape[1:]))
-
     def extra_repr(self) -> str:
         rest = kwargs_repr(
             [
@@ -169,14 +155,6 @@ class MaxPool2d(_OpLayer):
     def _options(self) -> tuple[Any, ...]:
         return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        *_, out = pool_geometry("MaxPool2d", tuple(input_shape), *self._options())
-        return (*input_shape[:2], *out)
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        k, s, d, _, _ = pool_geometry("MaxPool2d", tuple(input_shape), *self._options())
-        return rf.through(k, s, d)
-
     def extra_repr(self) -> str:
         rest = kwargs_repr(
             [
@@ -210,18 +188,6 @@ class AvgPool2d(_OpLayer):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         pair(kernel_size, "kernel_size")
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        *_, out = pool_geometry(
-            "AvgPool2d", tuple(input_shape), self.kernel_size, self.stride, self.padding, 1, self.ceil_mode
-        )
-        return (*input_shape[:2], *out)
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        k, s, d, _, _ = pool_geometry(
-            "AvgPool2d", tuple(input_shape), self.kernel_size, self.stride, self.padding, 1, self.ceil_mode
-        )
-        return rf.through(k, s, d)
-
     def extra_repr(self) -> str:
         rest = kwargs_repr(
             [
@@ -245,28 +211,6 @@ class AdaptiveAvgPool2d(_OpLayer):
     def __init__(self, output_size: Any) -> None:
         super().__init__()
         self.output_size = output_size
-
-    def _out(self, input_shape: Shape) -> tuple[int, int]:
-        os_ = self.output_size
-        if isinstance(os_, tuple | list):
-            return (
-                input_shape[2] if os_[0] is None else os_[0],
-                input_shape[3] if os_[1] is None else os_[1],
-            )
-        return (os_, os_)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 4:
-            raise ValueError(f"AdaptiveAvgPool2d expected a 4-D input [N, C, H, W], got shape {tuple(input_shape)}")
-        return (*input_shape[:2], *self._out(input_shape))
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        (h, w), (oh, ow) = input_shape[2:], self._out(input_shape)
-        if (oh, ow) == (h, w):
-            return rf
-        if (oh, ow) == (1, 1):
-            return rf.whole()
-        return rf.through((-(-h // oh), -(-w // ow)), (max(h // oh, 1), max(w // ow, 1)))
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size!r}"
@@ -346,12 +290,6 @@ class Flatten(_OpLayer):
         super().__init__()
         self.start_dim = start_dim
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        return (*input_shape[: self.start_dim], int(np.prod(input_shape[self.start_dim :])))
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        return rf.whole()
-
     def extra_repr(self) -> str:
         return kwargs_repr([("start_dim", self.start_dim, 1)])
 
@@ -399,16 +337,6 @@ class Linear(Module):
     def forward(self, x: Any) -> Any:
         self._check_input(x.shape)
         return F.linear(x, self.weight, self.bias)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        self._check_input(tuple(input_shape))
-        return (*input_shape[:-1], self.out_features)
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        return rf.whole()
-
-    def macs(self, input_shape: Shape) -> int:
-        return int(np.prod(input_shape[:-1])) * self.in_features * self.out_features
 
     def extra_repr(self) -> str:
         rest = kwargs_repr([("bias", self.bias is not None, True)])
@@ -485,9 +413,13 @@ class _BatchNorm(Module):
                 f"{type(self).__name__}({self.num_features}) expected {want} input "
                 f"with C = {self.num_features}, got shape {tuple(x.shape)}"
             )
-        use_batch = self.training or not self.track_running_stats
+        # A frozen batch norm (affine, every parameter requires_grad=False) normalises with its
+        # running statistics and leaves them alone, in training too: fine-tuning a head on a
+        # frozen pretrained network must not shift the features it was trained on (Keras's rule).
+        frozen = self.affine and self.track_running_stats and not self.weight.requires_grad
+        use_batch = (self.training and not frozen) or not self.track_running_stats
         tracing = type(x.data).__name__ == "MetaArray"
-        if self.training and self.track_running_stats and not tracing:
+        if use_batch and self.track_running_stats and not tracing:
             self.num_batches_tracked += 1
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias, use_batch, self.momentum, self.eps

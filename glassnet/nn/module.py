@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,43 +58,6 @@ class RemovableHandle:
 
 
 _hook_ids = iter(range(1, 2**62))
-
-
-@dataclass
-class RFState:
-    """Receptive-field bookkeeping along the layer stack, per axis (h, w).
-
-    ``size``: how many input pixels one unit sees; ``jump``: the input distance
-    between neighbouring units (cumulative stride). A k×k layer with stride s and
-    dilation d does size += (d·(k−1))·jump, then jump *= s.
-    """
-
-    size: tuple[int, int] = (1, 1)
-    jump: tuple[int, int] = (1, 1)
-    input_hw: tuple[int, int] = (1, 1)
-
-    def through(self, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> RFState:
-        size = tuple(r + d * (k - 1) * j for r, k, d, j in zip(self.size, kernel, dilation, self.jump, strict=True))
-        jump = tuple(j * s for j, s in zip(self.jump, stride, strict=True))
-        return RFState(size, jump, self.input_hw)  # type: ignore[arg-type]
-
-    def whole(self) -> RFState:
-        """Every unit sees the whole input (after flatten / dense / global pooling)."""
-        return RFState(self.input_hw, self.jump, self.input_hw)
-
-
-@dataclass
-class SummaryRow:
-    """One row of :func:`glassnet.summary`."""
-
-    name: str
-    kind: str
-    output_shape: Shape
-    params: int
-    trainable: int
-    macs: int
-    rf: tuple[int, int]
-    jump: tuple[int, int]
 
 
 class Module:
@@ -243,7 +205,11 @@ class Module:
         return self.train(False)
 
     def freeze(self) -> Module:
-        """Mark every parameter as not trainable (transfer learning: keep the features)."""
+        """Mark every parameter as not trainable (transfer learning: keep the features).
+
+        Frozen batch norms also stop updating and using batch statistics: they normalise with
+        their running statistics even in training mode (as Keras does for non-trainable layers).
+        """
         for p in self.parameters():
             p.requires_grad = False
             p.grad = None
@@ -349,54 +315,12 @@ class Module:
                 m.reset_parameters(scheme, gen)
         return self
 
-    # -- shapes and summary ---------------------------------------------------------
+    # -- shapes ---------------------------------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
-        """The output shape for an input of ``input_shape`` (with batch), computed without data.
+        """The output shape for an input of ``input_shape`` (with batch), from a shape-only :func:`glassnet.trace`."""
+        from ..autograd.graph import trace
 
-        The default suits element-wise layers (shape unchanged) and models whose
-        forward chains their children in registration order; override otherwise.
-        """
-        for m in self._modules.values():
-            input_shape = m.output_shape(input_shape)
-        return tuple(input_shape)
-
-    def receptive(self, rf: RFState, input_shape: Shape) -> RFState:
-        """How this layer changes the receptive field (the children's chain by default)."""
-        for m in self._modules.values():
-            rf = m.receptive(rf, input_shape)
-            input_shape = m.output_shape(input_shape)
-        return rf
-
-    def macs(self, input_shape: Shape) -> int:
-        """Multiply-accumulates of one forward pass on ``input_shape``."""
-        return 0
-
-    def summarize(self, input_shape: Shape, rf: RFState, prefix: str, rows: list[SummaryRow]) -> tuple[Shape, RFState]:
-        """Append this module's rows to ``rows``; containers recurse into their children.
-
-        A module with children is summarised as the chain of its children (override
-        for other wiring); a leaf gives one row.
-        """
-        if self._modules:
-            for name, m in self._modules.items():
-                input_shape, rf = m.summarize(input_shape, rf, f"{prefix}.{name}" if prefix else name, rows)
-            return tuple(input_shape), rf
-        out = self.output_shape(input_shape)
-        rf = self.receptive(rf, input_shape)
-        own = [p for p in self._parameters.values() if p is not None]
-        rows.append(
-            SummaryRow(
-                prefix or type(self).__name__,
-                type(self).__name__,
-                out,
-                sum(p.size for p in own),
-                sum(p.size for p in own if p.requires_grad),
-                self.macs(input_shape),
-                rf.size,
-                rf.jump,
-            )
-        )
-        return out, rf
+        return trace(self, input_shape, batched=True).output_shape
 
     # -- repr ---------------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -17,6 +17,10 @@ from ..checkpoint import atomic_write_bytes, atomic_write_text
 EPOCH_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
+class HistoryError(ValueError):
+    """A history.json that cannot be read or is not a training history; the message says why."""
+
+
 @dataclass
 class History:
     """What happened during training. ``status``: running, finished, interrupted, failed."""
@@ -42,20 +46,50 @@ class History:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> History:
+    def from_dict(cls, d: dict[str, Any], source: Any = "history") -> History:
+        """Check the document's shape (an object; config, best and test objects; epochs and
+        steps lists of objects; status and message strings) and build the history."""
+        if not isinstance(d, dict):
+            raise HistoryError(f"{source}: not a training history (a JSON {type(d).__name__}, expected an object)")
+
+        def field_of(name: str, kinds: Any, what: str, default: Any) -> Any:
+            v = d.get(name, default)
+            if v is not None and not isinstance(v, kinds):
+                raise HistoryError(f"{source}: {name!r} must be {what}, got a {type(v).__name__}")
+            return v
+
+        config = field_of("config", dict, "an object", {}) or {}
+        epochs = field_of("epochs", list, "a list", []) or []
+        steps = field_of("steps", list, "a list", []) or []
+        for name, rows, key in (("epochs", epochs, "epoch"), ("steps", steps, "step")):
+            for row in rows:
+                if not isinstance(row, dict) or not isinstance(row.get(key), int | float):
+                    raise HistoryError(f"{source}: every entry of {name!r} must be an object with a numeric {key!r}")
         return cls(
-            d.get("config", {}),
-            list(d.get("epochs", [])),
-            list(d.get("steps", [])),
-            d.get("status", "running"),
-            d.get("message"),
-            d.get("best"),
-            d.get("test"),
+            config,
+            list(epochs),
+            list(steps),
+            field_of("status", str, "a string", "running") or "running",
+            field_of("message", str, "a string", None),
+            field_of("best", dict, "an object", None),
+            field_of("test", dict, "an object", None),
         )
 
     @classmethod
     def load(cls, run_dir: str | Path) -> History:
-        return cls.from_dict(json.loads((Path(run_dir) / "history.json").read_text()))
+        """Read RUN/history.json; :class:`HistoryError` says why a file cannot be used."""
+        path = Path(run_dir) / "history.json"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise HistoryError(f"{path} not found (not a run directory?)") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise HistoryError(f"{path} cannot be read ({e})") from None
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise HistoryError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        return cls.from_dict(doc, path)
 
     def save(self, run_dir: str | Path, csv_and_plot: bool = False) -> None:
         """Write history.json (always) and history.csv + curves.png (when asked), atomically."""

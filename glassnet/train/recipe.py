@@ -1,7 +1,10 @@
 """From a plain config (what ``glassnet train`` was asked) to the objects of a run.
 
 A run's config is stored in its ``history.json``; ``--resume`` rebuilds exactly the
-same model, data, optimiser and schedule from it.
+same model, data, optimiser and schedule from it. Two keys are not about what is built:
+``threads`` (the thread count the run computes with, applied again on resume, since
+results differ in the last bits between thread counts) and ``extended`` (the epoch counts
+a run had before ``--resume --epochs N`` extended it, see :func:`fast_forward_schedule`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "early_stopping": None,
     "limit": None,
     "checkpoint_every": 100,
+    "threads": None,
+    "extended": [],
 }
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
@@ -78,8 +83,12 @@ def _limit(ds: Dataset, n: int | None) -> Dataset:
     return ds.subset(list(range(n)), split=ds.split)
 
 
-def build_run(config: dict[str, Any], download: bool = True) -> Run:
-    """Datasets, loaders, model, optimiser and schedule for ``config`` (unknown keys are errors)."""
+def build_run(config: dict[str, Any], download: bool = False) -> Run:
+    """Datasets, loaders, model, optimiser and schedule for ``config`` (unknown keys are errors).
+
+    Missing dataset files are an error saying where to put them (``download=True`` fetches
+    them instead); so is an empty training or validation split.
+    """
     from .. import optim
     from ..models import get_model
 
@@ -101,6 +110,15 @@ def build_run(config: dict[str, Any], download: bool = True) -> Run:
         train_ds, val_ds = train_val_split(full_train, cfg["val_split"], seed=seed)
     else:
         train_ds, val_ds = full_train, None
+    if len(train_ds) == 0 or (val_ds is not None and len(val_ds) == 0):
+        empty = "training" if len(train_ds) == 0 else "validation"
+        raise ValueError(
+            f"the {empty} split is empty: {len(full_train)} image(s) (limit {cfg['limit']}) with val_split "
+            f"{cfg['val_split']} leave {len(train_ds)} for training and {0 if val_ds is None else len(val_ds)} for "
+            "validation; use more images (--limit) or another --val-split (0: no validation)"
+        )
+    if len(test_ds) == 0:
+        raise ValueError(f"the test split of {cfg['data']} is empty")
     c, h, w = full_train.image_shape
     mean, std = full_train.mean_std()
     norm = (mean, std)
@@ -142,6 +160,23 @@ def build_run(config: dict[str, Any], download: bool = True) -> Run:
     info = RunInfo(
         architecture=cfg["model"], arch_kwargs=kwargs, classes=list(full_train.classes),
         normalization={"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
-        input_shape=(c, h, w),
+        input_shape=(c, h, w), dataset=full_train.name,
     )  # fmt: skip
     return Run(cfg, model, train, val, test, opt, sched, interval, info)
+
+
+def fast_forward_schedule(run: Run, epoch: int, step: int) -> None:
+    """Advance ``run``'s fresh scheduler to where a run planned for ``run.config['epochs']``
+    epochs would be after ``epoch`` epochs and ``step`` steps.
+
+    This is what extending a run means (``glassnet train --resume DIR --epochs N``): the
+    schedule is recomputed as if N epochs had been planned from the start and continues
+    from the current step. With ``cosine`` the learning rate goes up from where the shorter
+    schedule had brought it to the longer curve's value at this step, then decays to its end
+    at epoch N; ``onecycle`` likewise follows the longer cycle; ``step`` uses the longer run's
+    step size; ``none`` is unchanged.
+    """
+    if run.scheduler is None:
+        return
+    for _ in range(step if run.scheduler_interval == "step" else epoch):
+        run.scheduler.step()

@@ -9,9 +9,13 @@ update (inside the batch loop, CONCEPTS J7). Around that loop:
 * a run directory: ``history.json`` (rewritten atomically during training, so the
   explorer can follow it live), ``history.csv``, ``curves.png``, ``last.safetensors``
   and ``best.safetensors`` checkpoints, ``metrics.json`` for the final test;
-* nothing lost: checkpoints are atomic; Ctrl-C finishes the current step, saves a
-  checkpoint and returns (status "interrupted"); a non-finite loss stops with a
-  message naming the epoch and step and leaves the last good checkpoint in place;
+* nothing lost: the run directory is locked (one trainer at a time) and a new run never
+  writes into a directory holding an earlier one (:mod:`.rundir`); checkpoints are atomic
+  and never hold non-finite weights; Ctrl-C, SIGTERM and SIGHUP finish the current step,
+  save a checkpoint and return (status "interrupted"); a non-finite loss or weights, or a
+  diverged validation, stop with a message naming the epoch and step; any failure marks
+  ``history.json`` "failed" with its message, and every message says which checkpoints
+  are on disk;
 * exact resume: weights, optimiser and scheduler state, epoch, step, the data
   loader's position and every random state are in the checkpoint, so an interrupted
   and resumed run ends with the same weights as an uninterrupted one.
@@ -19,6 +23,7 @@ update (inside the batch loop, CONCEPTS J7). Around that loop:
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -31,10 +36,11 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
-from ..checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, restore_optimizer, save_checkpoint
 from ..nn.module import Module
 from .history import History
 from .metrics import Metrics, confusion_matrix, topk_correct
+from .rundir import RunLock, describe_checkpoints, prepare_run_dir
 
 
 class TrainingError(RuntimeError):
@@ -50,6 +56,7 @@ class RunInfo:
     classes: list[str] = field(default_factory=list)
     normalization: dict[str, Any] | None = None
     input_shape: tuple[int, ...] | None = None
+    dataset: str | None = None
 
 
 def _loss_fn(name: str, label_smoothing: float) -> Any:
@@ -104,28 +111,90 @@ def evaluate(model: Module, loader: Any, classes: list[str] | None = None, num_c
 
 
 class _Interrupt:
-    """Turns the first Ctrl-C into a flag checked between steps; a second one aborts at once."""
+    """Turns the first SIGINT (Ctrl-C), SIGTERM or SIGHUP into a flag checked between steps;
+    a second one aborts at once (KeyboardInterrupt). A signal the process ignores (``nohup``
+    ignores SIGHUP) stays ignored."""
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
     def __init__(self, enabled: bool) -> None:
         self.requested = False
+        self.signal_name = ""
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self._old: Any = None
+        self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal_name = signal.Signals(signum).name
 
     def __enter__(self) -> _Interrupt:
         if self.enabled:
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            for sig in self.SIGNALS:
+                old = signal.getsignal(sig)
+                if old is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
+class _Outcome:
+    """Around the training loop: any way it ends early is recorded in ``history.json`` with
+    what is on disk. A :class:`TrainingError` is raised again with that added; a second signal
+    (KeyboardInterrupt) marks the run "interrupted"; anything else marks it "failed"."""
+
+    def __init__(self, history: History, run_path: Path | None, write: Any, where: Any) -> None:
+        self.history, self.run_path, self.write, self.where = history, run_path, write, where
+
+    def __enter__(self) -> _Outcome:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        disk = describe_checkpoints(self.run_path) if self.run_path is not None else "no run directory"
+        if isinstance(exc, TrainingError):
+            self.history.status = "failed"
+            self.history.message = f"{exc}; {disk}"
+        elif isinstance(exc, KeyboardInterrupt):
+            self.history.status = "interrupted"
+            self.history.message = f"stopped at once at {self.where()} (a second interrupt); {disk}"
+        else:
+            self.history.status = "failed"
+            self.history.message = f"{type(exc).__name__}: {exc} (at {self.where()}); {disk}"
+        try:
+            self.write(force=True, full=False)
+        except Exception:  # e.g. the disk is full: the original error says what happened
+            pass
+        if isinstance(exc, TrainingError):
+            raise TrainingError(self.history.message) from None
+        return False
+
+
+def _owning_run_dir(fit_fn: Any) -> Any:
+    """``fit`` holds its run directory's lock throughout; a new run needs a directory with
+    nothing of an earlier run in it (see :mod:`.rundir`), and stale temporary files go."""
+
+    @functools.wraps(fit_fn)
+    def wrapper(model: Module, train: Any, val: Any = None, **kwargs: Any) -> History:
+        run_dir = kwargs.get("run_dir")
+        if run_dir is None:
+            return fit_fn(model, train, val, **kwargs)
+        if len(train) == 0:
+            raise ValueError("fit: the training loader yields no batches (an empty training set?)")
+        with RunLock(run_dir):
+            prepare_run_dir(run_dir, bool(kwargs.get("resume")))
+            return fit_fn(model, train, val, **kwargs)
+
+    return wrapper
+
+
+@_owning_run_dir
 def fit(
     model: Module,
     train: Any,
@@ -148,6 +217,7 @@ def fit(
     progress: bool | None = None,
     callbacks: tuple[Any, ...] = (),
     handle_sigint: bool = True,
+    restore_scheduler: bool = True,
 ) -> History:
     """Train ``model`` on ``train`` (a :class:`glassnet.data.DataLoader`) for ``epochs`` epochs.
 
@@ -158,7 +228,8 @@ def fit(
             ``'epoch'`` or every optimiser ``'step'``.
         clip_grad_norm: clip the global gradient norm to this value before each step.
         early_stopping: stop after this many epochs without a better validation accuracy.
-        run_dir: where history, curves and checkpoints go (nothing is written if None).
+        run_dir: where history, curves and checkpoints go (nothing is written if None). It
+            is locked while training; a new run refuses a directory that holds anything.
         resume: continue from ``run_dir/last.safetensors`` exactly where it stopped.
         info: architecture, classes and normalisation stored in the checkpoints.
         checkpoint_every: also write ``last.safetensors`` every this many steps.
@@ -166,9 +237,16 @@ def fit(
         progress: show a progress bar (default: when stderr is a terminal).
         callbacks: objects with an optional ``on_epoch_end(history, model) -> bool``
             (return True to stop).
+        handle_sigint: turn SIGINT, SIGTERM and SIGHUP into a checkpoint and a clean stop.
+        restore_scheduler: on resume, load the scheduler's state from the checkpoint (True),
+            or keep ``scheduler`` as given, already advanced to the current step (False: a
+            run extended to more epochs, whose schedule was recomputed for the new length).
 
     Returns the :class:`History`; ``history.status`` is "finished" or "interrupted".
-    Raises :class:`TrainingError` on a non-finite loss.
+    Raises :class:`TrainingError` on a non-finite loss or weights, or a diverged validation
+    (``history.json`` says "failed", and the message says which checkpoints are on disk);
+    :class:`~glassnet.train.rundir.RunDirError` for a run directory held by another trainer
+    or holding an earlier run.
     """
     from ..optim import clip_grad_norm_
 
@@ -176,6 +254,8 @@ def fit(
         raise ValueError(f"fit: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
+    if len(train) == 0:
+        raise ValueError("fit: the training loader yields no batches (an empty training set?)")
     info = info or RunInfo()
     loss_forward = _loss_fn(loss, label_smoothing)
     run_path = Path(run_dir) if run_dir is not None else None
@@ -191,31 +271,46 @@ def fit(
         if run_path is None:
             raise ValueError("fit: resume=True needs a run_dir")
         ckpt = load_checkpoint(run_path / "last.safetensors")
+        meta = ckpt.meta
+        if meta.loader is None:
+            raise CheckpointError(f"{ckpt.path}: holds no data-loader position: not a checkpoint of fit to resume")
         ckpt.load_into(model)
         restore_optimizer(ckpt, optimizer)
-        if scheduler is not None and ckpt.meta.get("scheduler"):
-            scheduler.load_state_dict(ckpt.meta["scheduler"]["state"])
-        _restore_module_rngs(model, ckpt.meta.get("rng", {}).get("modules", {}))
-        train.load_state_dict(ckpt.meta["loader"])
-        epoch, step = int(ckpt.meta["epoch"]), int(ckpt.meta["step"])
-        extra = ckpt.meta.get("extra", {})
-        acc_state.update(extra.get("epoch_accumulators", {}))
-        best_acc, bad_epochs = extra.get("best_acc", -1.0), extra.get("bad_epochs", 0)
+        if scheduler is not None and not restore_scheduler:
+            for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+                group["lr"] = lr
+        elif scheduler is not None and meta.scheduler is not None:
+            scheduler.load_state_dict(meta.scheduler["state"])
+        _restore_module_rngs(model, meta.rng.get("modules", {}))
+        train.load_state_dict(meta.loader)
+        epoch, step = meta.epoch, meta.step
+        acc_state.update(meta.extra.get("epoch_accumulators", {}))
+        best_acc, bad_epochs = meta.extra.get("best_acc", -1.0), meta.extra.get("bad_epochs", 0)
         if (run_path / "history.json").exists():
             old = History.load(run_path)
             history.epochs = [e for e in old.epochs if e["epoch"] <= epoch]
             history.steps = [s for s in old.steps if s["step"] <= step]
             history.best = old.best
-            history.config = old.config or history.config
+            history.config = dict(config) if config else old.config
         history.status, history.message = "running", None
 
+    def check_weights(when: str) -> None:
+        bad = non_finite_tensors(model.state_dict())
+        if bad:
+            raise TrainingError(
+                f"the weights became non-finite ({', '.join(bad[:3])}) {when} (epoch {epoch + 1}, step {step}); "
+                "they were not saved; lower the learning rate?"
+            )
+
     def save(path: Path) -> None:
+        check_weights(f"before writing {path.name}")
         save_checkpoint(
             path, model, architecture=info.architecture, arch_kwargs=info.arch_kwargs, classes=info.classes,
-            normalization=info.normalization, input_shape=info.input_shape, optimizer=optimizer,
+            dataset=info.dataset, normalization=info.normalization, input_shape=info.input_shape, optimizer=optimizer,
             scheduler=scheduler, epoch=epoch, step=step, rng={"modules": _module_rngs(model)},
             loader=train.state_dict(),
-            extra={"epoch_accumulators": dict(acc_state), "best_acc": best_acc, "bad_epochs": bad_epochs},
+            extra={"epoch_accumulators": dict(acc_state), "best_acc": best_acc, "bad_epochs": bad_epochs,
+                   "epochs": epochs},
         )  # fmt: skip
 
     last_history_write = 0.0
@@ -233,8 +328,11 @@ def fit(
         run_path.mkdir(parents=True, exist_ok=True)
         write_history(force=True)
 
+    def where() -> str:
+        return f"epoch {epoch + 1}, step {step}"
+
     model.train()
-    with _Interrupt(handle_sigint) as interrupt:
+    with _Interrupt(handle_sigint) as interrupt, _Outcome(history, run_path, write_history, where):
         while epoch < epochs:
             t_epoch = time.perf_counter()
             bar = tqdm(total=len(train), initial=train.state_dict().get("position", 0),
@@ -251,7 +349,8 @@ def fit(
                     history.message = f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {e}"
                     write_history(force=True, full=True)
                     raise TrainingError(
-                        history.message + " (the last good checkpoint is kept; lower the learning rate?)"
+                        history.message
+                        + " (the update of this step was not applied and not saved; lower the learning rate?)"
                     ) from None
                 model.zero_grad()
                 loss_value.backward()
@@ -295,7 +394,9 @@ def fit(
             acc_state["seconds"] += time.perf_counter() - t_epoch
             if interrupt.requested and mid_epoch:
                 history.status = "interrupted"
-                history.message = f"interrupted at epoch {epoch + 1}, step {step}; resume with resume=True"
+                history.message = (
+                    f"interrupted ({interrupt.signal_name}) at epoch {epoch + 1}, step {step}; resume with resume=True"
+                )
                 if run_path is not None:
                     save(run_path / "last.safetensors")
                 write_history(force=True, full=True)
@@ -310,7 +411,14 @@ def fit(
             }  # fmt: skip
             improved = False
             if val is not None:
-                m = evaluate(model, val, info.classes)
+                check_weights("after the epoch's last step")
+                try:
+                    m = evaluate(model, val, info.classes)
+                except F.NonFiniteLossError as e:
+                    raise TrainingError(
+                        f"the validation loss after epoch {epoch + 1} (step {step}) is not finite, the model diverged "
+                        f"({e}); lower the learning rate?"
+                    ) from None
                 record["val_loss"], record["val_acc"] = m.loss, m.accuracy
                 improved = m.accuracy > best_acc
                 if improved:
@@ -344,7 +452,9 @@ def fit(
             write_history(force=True, full=True)
             if interrupt.requested and not stop and epoch < epochs:
                 history.status = "interrupted"
-                history.message = f"interrupted after epoch {epoch}, step {step}; resume with resume=True"
+                history.message = (
+                    f"interrupted ({interrupt.signal_name}) after epoch {epoch}, step {step}; resume with resume=True"
+                )
                 write_history(force=True, full=True)
                 return history
             if stop:
@@ -352,6 +462,6 @@ def fit(
                     f"early stopping after epoch {epoch}: no better validation accuracy for {bad_epochs} epochs"
                 )
                 break
-    history.status = "finished"
-    write_history(force=True, full=True)
+        history.status = "finished"
+        write_history(force=True, full=True)
     return history

@@ -60,7 +60,7 @@ def make_history(
     return {
         "status": status,
         "message": message,
-        "config": {"model": model, "dataset": dataset, "epochs": planned, "batch_size": 64, "lr": 0.05},
+        "config": {"model": model, "data": dataset, "epochs": planned, "batch_size": 64, "lr": 0.05},
         "epochs": ep_rows,
         "steps": step_rows,
         "best": {"epoch": best["epoch"], "val_acc": best["val_acc"]} if best else None,

@@ -58,7 +58,8 @@ def main() -> None:
         normalization={"mean": [mean], "std": [std]},
         input_shape=(1, 28, 28),
         epoch=5,
-        extra={"dataset": "shapes", "test_acc": acc},
+        dataset="shapes",
+        extra={"test_acc": acc},
     )
     print(f"wrote {OUT}")
 

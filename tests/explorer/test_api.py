@@ -524,6 +524,25 @@ def test_residual_network_traces() -> None:
     assert records[-1].rf.whole and records[-1].output.shape == (1, 10)
 
 
+def test_models_are_built_and_recorded_without_patching() -> None:
+    """Shape-only zoo models come from nn.init.skip_init (nothing patched, weights zero); activations are
+    recorded with forward hooks, removed afterwards; receptive fields are the trace's, offsets included."""
+    from glassnet.explorer import _models as mdl
+    from glassnet.nn import init, layers
+
+    model = mdl.build_zoo_model("resnet20", shape_only=True, shortcut="A")
+    assert layers.init_weight is init.init_weight and layers.init_bias is init.init_bias
+    assert not model.conv1.weight.data.any() and not init.init_skipped()
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    _, records = mdl.trace(model.eval(), x)
+    assert all(not m._forward_hooks for m in model.modules())
+    first = records[0]
+    assert (first.name, first.rf.start, first.rf.size, first.rf.jump) == ("conv1", (-1, -1), (3, 3), (1, 1))
+    shortcut = next(r for r in records if r.name == "layer2.0.downsample")
+    assert shortcut.kind == "ZeroPadShortcut" and shortcut.rf.jump == (2, 2)
+    assert shortcut.output.shape == (1, 32, 16, 16)
+
+
 def test_unknown_routes_and_methods(client: TestClient) -> None:
     assert "no such page" in error_of(client.get("/api/nothing"), 404)
     error_of(client.get("/api/kernel"), 405)
