@@ -53,13 +53,13 @@ def load_model(source: str, pretrained: bool, seed: int) -> Loaded:
             _fail("--pretrained applies to zoo model names, not to a checkpoint (its weights are the checkpoint's)")
         ckpt = load_checkpoint(source)
         model = ckpt.build_model()
-        shape = ckpt.meta.get("input_shape")
+        shape = ckpt.meta.input_shape
         if not shape and ckpt.architecture:
             shape = default_input_shape(ckpt.architecture)
         if not shape:
             _fail(f"{source}: the checkpoint records no input shape")
-        extra = ckpt.meta.get("extra") or {}
-        return Loaded(model, Path(source).name, tuple(shape), ckpt.classes, ckpt.meta.get("normalization"),
+        extra = ckpt.meta.extra or {}
+        return Loaded(model, Path(source).name, tuple(shape), ckpt.classes, ckpt.meta.normalization,
                       extra.get("preprocessing"))  # fmt: skip
     if pretrained:
         from .models.pretrained import PretrainedError, checkpoint_metadata
