@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from .cli_onnx import register_onnx_commands
+
 EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -714,6 +716,7 @@ def demo() -> None:
 from .cli_visualize import visualize  # noqa: E402 - it builds on the group above
 
 cli.add_command(visualize)
+register_onnx_commands(cli)  # export, import-onnx
 
 
 def main(argv: list[str] | None = None) -> None:
