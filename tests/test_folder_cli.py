@@ -392,3 +392,16 @@ def test_transfer_learning_on_a_folder(lite0, folders, tmp_path):
     assert all(np.array_equal(state[k], pre[k]) for k in frozen)  # features (and BN statistics) untouched
     out = ok("predict", run / "last.safetensors", folders["new"] / "circle" / "000.png").stdout
     assert "P(square)" in out and "P(circle)" in out
+
+
+def test_resume_a_folder_run(folders, tmp_path):
+    """--resume rebuilds the folder run from its config (absolute folder path, preprocessing options)."""
+    run = tmp_path / "r"
+    ok("train", "--data", folders["three"], "--rgb", "--image-size", "28", "--epochs", "1", "--val-split", "0.4",
+       "--out", run, "--quiet")  # fmt: skip
+    r = ok("train", "--resume", run, "--epochs", "2", "--quiet")
+    assert "extended from 1 to 2 epochs" in r.stdout
+    assert len(History.load(run).epochs) == 2
+    assert read_checkpoint_meta(run / "last.safetensors").preprocessing == ImagePreprocessing((28, 28), "RGB")
+    err = user_error("train", "--resume", run, "--epochs", "3", "--grayscale")
+    assert "--grayscale" in err or "grayscale" in err
