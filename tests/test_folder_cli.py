@@ -405,3 +405,13 @@ def test_resume_a_folder_run(folders, tmp_path):
     assert read_checkpoint_meta(run / "last.safetensors").preprocessing == ImagePreprocessing((28, 28), "RGB")
     err = user_error("train", "--resume", run, "--epochs", "3", "--grayscale")
     assert "--grayscale" in err or "grayscale" in err
+
+
+def test_explorer_shows_both_probabilities_of_a_binary_checkpoint(runs):
+    from glassnet.explorer import _models as mdl
+
+    run, _ = runs["binary"]
+    loaded = mdl.load(run / "last.safetensors")
+    doc = mdl.describe_activations(loaded, np.array([[1.5]]), [], 8, 5, 10_000)
+    p = {d["class"]: d["probability"] for d in doc["predictions"]}
+    assert p["square"] == pytest.approx(1 / (1 + np.exp(-1.5))) and p["circle"] == pytest.approx(1 - p["square"])
