@@ -275,6 +275,24 @@ class CheckpointMeta:
                 )
         return cls(**kw)
 
+    def image_preprocessing(self) -> ImagePreprocessing | None:
+        """How this checkpoint's model reads image files: the recorded ``preprocessing``; for a
+        pretrained model's record (``extra["preprocessing"]`` from
+        :func:`glassnet.models.pretrained.checkpoint_metadata`) its resize and crop; otherwise a
+        plain resize and centre crop to ``input_shape`` (None without one)."""
+        if self.preprocessing is not None:
+            return self.preprocessing
+        extra = self.extra.get("preprocessing")
+        if isinstance(extra, dict) and _is_int(extra.get("crop")) and _is_int(extra.get("resize_shorter")):
+            crop = extra["crop"]
+            return ImagePreprocessing(
+                (crop, crop), "RGB", extra["resize_shorter"], extra.get("interpolation", "bicubic")
+            )
+        if self.input_shape is None:
+            return None
+        c, h, w = self.input_shape
+        return ImagePreprocessing((h, w), "L" if c == 1 else "RGB")
+
     # -- against the tensors --------------------------------------------------------------
     def check_tensors(self, shapes: dict[str, tuple[int, ...]], source: Any = "checkpoint") -> None:
         """Check the record against the stored tensors' names and shapes, before any model is built.

@@ -465,16 +465,11 @@ def _evaluate_folder(ckpt: Any, folder: str, split: str, as_json: bool, threshol
 
 
 def _checkpoint_preprocessing(meta: Any) -> Any:
-    """How the checkpoint's model reads image files: its recorded preprocessing, or for older
-    checkpoints a plain resize and centre crop to its input shape."""
-    from .data import ImagePreprocessing
-
-    if meta.preprocessing is not None:
-        return meta.preprocessing
-    if not meta.input_shape:
+    """How the checkpoint's model reads image files (see ``CheckpointMeta.image_preprocessing``)."""
+    prep = meta.image_preprocessing()
+    if prep is None:
         _fail("the checkpoint does not record its input shape")
-    c, h, w = meta.input_shape
-    return ImagePreprocessing((h, w), "L" if c == 1 else "RGB")
+    return prep
 
 
 def _names(classes: list[str]) -> str:

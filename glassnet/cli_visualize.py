@@ -59,7 +59,7 @@ def load_model(source: str, pretrained: bool, seed: int) -> Loaded:
         if not shape:
             _fail(f"{source}: the checkpoint records no input shape")
         return Loaded(model, Path(source).name, tuple(shape), ckpt.classes, ckpt.meta.normalization,
-                      ckpt.meta.preprocessing)  # fmt: skip
+                      ckpt.meta.image_preprocessing())  # fmt: skip
     if pretrained:
         from .models.pretrained import PretrainedError, checkpoint_metadata
 

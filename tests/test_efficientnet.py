@@ -138,6 +138,8 @@ TWIN_PARAMS = {
     "efficientnet_lite0": (1.0, 1.0, 224),
     "efficientnet_lite1": (1.0, 1.1, 240),
     "efficientnet_lite2": (1.1, 1.2, 260),
+    "efficientnet_lite3": (1.2, 1.4, 280),
+    "efficientnet_lite4": (1.4, 1.8, 300),
 }
 
 

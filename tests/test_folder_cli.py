@@ -345,6 +345,14 @@ def test_checkpoint_meta_records_task_and_preprocessing():
     doc["task"] = "regression"
     with pytest.raises(CheckpointError, match="task"):
         CheckpointMeta.from_json(json.dumps(doc))
+    assert back.image_preprocessing() == meta.preprocessing
+    assert CheckpointMeta(input_shape=(3, 5, 6)).image_preprocessing() == ImagePreprocessing((5, 6), "RGB")
+    assert CheckpointMeta().image_preprocessing() is None
+    from glassnet.models.pretrained import checkpoint_metadata
+
+    lite = checkpoint_metadata("efficientnet_lite0")
+    pre = CheckpointMeta(input_shape=lite["input_shape"], extra=lite["extra"])
+    assert pre.image_preprocessing() == ImagePreprocessing.for_pretrained("efficientnet_lite0")
     bin_meta = CheckpointMeta(task="binary", classes=["a", "b"], sha256={"model/w": "0" * 64})
     bin_meta.check_tensors({"model/w": (1, 4)})
     with pytest.raises(CheckpointError, match="binary classifier has one output"):

@@ -109,7 +109,10 @@ def test_zoo_trace_at_the_designed_input(name: str) -> None:
         model = get_model(name, rng=0)
     graph = glassnet.trace(model, default_input_shape(name))
     assert graph.input_shape == (1, *default_input_shape(name))
-    assert graph.output_shape == (1, 1000 if name.startswith(("alexnet", "vgg", "resnet18", "resnet34")) else 10)
+    assert graph.output_shape == (
+        1,
+        1000 if name.startswith(("alexnet", "vgg", "resnet18", "resnet34", "googlenet", "efficientnet")) else 10,
+    )
     used = {p for n in graph.nodes for p in n.params}
     assert used == {k for k, _ in model.named_parameters()}  # every parameter feeds some op
     assert glassnet.summary(model, default_input_shape(name)).total_params == model.num_parameters()

@@ -68,12 +68,27 @@ class use_backend(contextlib.ContextDecorator):  # noqa: N801 - used like a func
             raise ValueError(f"use_backend: expected one of {BACKENDS}, got {name!r}")
         self.name = name
         self._prev: list[str | None] = []
-        self._was_global = _global_backend
+        self._was_global: str | None = _global_backend
         _global_backend = name
 
-    def __enter__(self) -> use_backend:
+    def _not_global(self) -> None:
+        """Undo the global switch of ``__init__`` (once): this use is a block or a decorator."""
         global _global_backend
-        _global_backend = self._was_global  # inside a block only the block changes
+        if self._was_global is not None:
+            _global_backend, self._was_global = self._was_global, None
+
+    def __call__(self, func: Any) -> Any:
+        self._not_global()  # decorating: the backend changes during each call, not from now on
+        return super().__call__(func)
+
+    def _recreate_cm(self) -> use_backend:
+        # each call of a decorated function gets its own instance (and its own stack: thread-safe)
+        fresh = object.__new__(use_backend)
+        fresh.name, fresh._prev, fresh._was_global = self.name, [], None
+        return fresh
+
+    def __enter__(self) -> use_backend:
+        self._not_global()  # inside a block only the block changes
         self._prev.append(getattr(_backend_state, "name", None))
         _backend_state.name = self.name
         return self

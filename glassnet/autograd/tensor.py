@@ -38,6 +38,11 @@ class _GradMode(contextlib.ContextDecorator):
         self.enabled = enabled
         self._prev: list[bool] = []
 
+    def _recreate_cm(self) -> _GradMode:
+        # As a decorator, each call gets its own instance: one shared ``_prev`` stack would
+        # mix up the saved modes of threads running the decorated function at the same time.
+        return _GradMode(self.enabled)
+
     def __enter__(self) -> None:
         self._prev.append(is_grad_enabled())
         _state.grad = self.enabled
@@ -46,17 +51,18 @@ class _GradMode(contextlib.ContextDecorator):
         _state.grad = self._prev.pop()
 
 
-def no_grad() -> _GradMode:
-    """Context manager (and decorator): ops record no graph, so nothing is kept for backward.
+def no_grad(func: Callable[..., Any] | None = None) -> Any:
+    """Context manager (and decorator, with or without parentheses, as in torch): ops record
+    no graph, so nothing is kept for backward.
 
     Use it for inference and evaluation: it saves the memory of every saved context.
     """
-    return _GradMode(False)
+    return _GradMode(False) if func is None else _GradMode(False)(func)
 
 
-def enable_grad() -> _GradMode:
+def enable_grad(func: Callable[..., Any] | None = None) -> Any:
     """Context manager (and decorator): record graphs again, even inside :func:`no_grad`."""
-    return _GradMode(True)
+    return _GradMode(True) if func is None else _GradMode(True)(func)
 
 
 class Node:
@@ -101,7 +107,37 @@ class Node:
         return f"<{self.name}Backward{where} → {self.out_shape}>"
 
 
+class HookHandle:
+    """What :meth:`Tensor.register_hook` returns: ``handle.remove()`` unregisters the hook.
+
+    Calling the handle does the same (the earlier interface returned a function).
+    """
+
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list[Callable[[Any], Any]], hook: Callable[[Any], Any]) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        for i, h in enumerate(self._hooks):
+            if h is self._hook:
+                del self._hooks[i]
+                return
+
+    __call__ = remove
+
+
 _ARRAY_TYPES: tuple[type, ...] = (np.ndarray,)
+
+
+def _is_floating(arr: Any) -> bool:
+    """Whether ``arr`` has a real floating dtype (NumPy and CuPy dtypes, or any Array-API one)."""
+    try:
+        return np.dtype(str(arr.dtype)).kind == "f"
+    except TypeError:  # e.g. array_api_strict.float64, which NumPy does not know by name
+        from ..backend import array_namespace
+
+        return bool(array_namespace(arr).isdtype(arr.dtype, "real floating"))
 
 
 def _to_array(data: Any, dtype: Any) -> Any:
@@ -152,7 +188,7 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         if value and self.grad_fn is None and getattr(self.data, "dtype", None) is not None:
-            if np.dtype(str(self.data.dtype)).kind != "f":
+            if not _is_floating(self.data):
                 raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
         if not value and self.grad_fn is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach()")
@@ -175,15 +211,15 @@ class Tensor:
         self._retain = True
         return self
 
-    def register_hook(self, hook: Callable[[Any], Any]) -> Callable[[], None]:
+    def register_hook(self, hook: Callable[[Any], Any]) -> HookHandle:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned array replaces it.
 
-        Returns a function that removes the hook.
+        Returns a handle: ``handle.remove()`` removes the hook (as in torch).
         """
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         self._hooks.append(hook)
-        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+        return HookHandle(self._hooks, hook)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         if set_to_none or self.grad is None:
@@ -260,11 +296,16 @@ class Tensor:
         return ops.cast(self, dtype=np.dtype(dtype))
 
     def to(self, target: Any) -> Tensor:
-        """A copy as ``dtype`` (float32/float64) or on a device ("cpu", "cuda")."""
+        """This tensor as ``dtype`` (float32/float64) or on a device ("cpu", "cuda"), as in torch:
+        itself when nothing changes, otherwise a differentiable copy (gradients flow back)."""
         if isinstance(target, str) and target in ("cpu", "cuda") or target is None:
-            from ..backend import move
+            if ((target or "cpu") == "cpu") == isinstance(self.data, np.ndarray):
+                return self
+            from . import ops
 
-            return Tensor(move(self.data, target), requires_grad=self.requires_grad and self.is_leaf)
+            return ops.to_device(self, device=target or "cpu")
+        if np.dtype(target) == np.dtype(str(self.data.dtype)):
+            return self
         return self.astype(target)
 
     def __repr__(self) -> str:
@@ -319,7 +360,9 @@ def _accumulate(t: Tensor, g: Any) -> None:
     if g.shape != t.data.shape:
         raise ValueError(f"gradient of shape {tuple(g.shape)} for a tensor of shape {t.shape}")
     if t.grad is None:
-        t.grad = g.astype(t.data.dtype, copy=True)
+        from ..backend import array_namespace
+
+        t.grad = array_namespace(g).astype(g, t.data.dtype, copy=True)  # the Array API's astype
     else:
         t.grad = t.grad + g
 
@@ -410,9 +453,16 @@ def _steps(root: Tensor, grad: Any, retain_graph: bool) -> Iterator[BackwardStep
         in_grads = node.op.run_backward(g, node.ctx, node.backend, tuple(t is not None for t in node.inputs))
         if not retain_graph:
             node.ctx = None
-        for t, ig in zip(node.inputs, in_grads, strict=False):
+        if not isinstance(in_grads, tuple | list) or len(in_grads) < len(node.inputs):
+            raise ValueError(
+                f"backward of {node.name} must return a tuple with one gradient per array input "
+                f"(at least {len(node.inputs)} here), got {in_grads!r:.80}"
+            )
+        for i, (t, ig) in enumerate(zip(node.inputs, in_grads, strict=False)):
             if t is None or ig is None:
                 continue
+            if tuple(ig.shape) != t.shape:  # caught here, where the faulty backward can be named
+                raise ValueError(f"backward of {node.name}: gradient {i} has shape {tuple(ig.shape)}, input {t.shape}")
             if t.grad_fn is None:
                 _accumulate(t, _apply_hooks(t, ig))
             else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,6 +58,13 @@ class RemovableHandle:
 
 
 _hook_ids = iter(range(1, 2**62))
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns (torch's ``_IncompatibleKeys``)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class Module:
@@ -256,13 +263,14 @@ class Module:
                     out[f"{mod_name}.{name}" if mod_name else name] = np.array(to_numpy(b), copy=True)
         return out
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Module:
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Load arrays by name (PyTorch's rules).
 
         ``strict`` concerns keys: with it every key must match (missing and unexpected keys
         are listed). Shapes must always agree. Floating arrays are cast to the dtype the
         model has (a float64 state dict loads into a float32 model); a floating array for
-        an integer buffer, or the reverse, is an error.
+        an integer buffer, or the reverse, is an error. Returns ``(missing_keys,
+        unexpected_keys)`` as torch does (both empty when every key matched).
         """
         own: dict[str, tuple[Module, str, str]] = {}
         for mod_name, m in self.named_modules():
@@ -303,7 +311,7 @@ class Module:
                 m._parameters[name].data = arr
             else:
                 m._buffers[name] = arr
-        return self
+        return IncompatibleKeys(missing, unexpected)
 
     def reset_parameters(self, scheme: str | None = None, rng: Any = None) -> Module:
         """Re-initialise every layer with weights (recursively); see :mod:`glassnet.nn.init`."""
