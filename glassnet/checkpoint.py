@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .data.folder import ImagePreprocessing
 from .nn.module import Module
+from .preprocessing import ImagePreprocessing
 
 FORMAT = 2
 META_KEY = "glassnet"
