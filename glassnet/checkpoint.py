@@ -38,6 +38,7 @@ import numpy as np
 
 from ._version import __version__
 from .nn.module import Module
+from .preprocessing import ImagePreprocessing
 
 FORMAT = 2
 META_KEY = "glassnet"
@@ -46,6 +47,9 @@ HEADER_SHA_KEY = "glassnet_header_sha256"
 MAX_INPUT_SIDE = 4096
 #: safetensors' own limit on the JSON header.
 MAX_HEADER_BYTES = 100_000_000
+
+#: What a model's outputs mean: one per class (softmax), or one logit for two classes (sigmoid).
+TASKS = ("multiclass", "binary")
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -129,7 +133,11 @@ class CheckpointMeta:
     ``architecture`` / ``arch_kwargs`` rebuild the model from the zoo; ``classes`` names its
     outputs; ``dataset`` is the dataset it was trained on (``glassnet train --data``);
     ``normalization`` is ``{"mean": [...], "std": [...]}`` per input channel;
-    ``input_shape`` is (C, H, W). ``epoch``, ``step``, ``optimizer`` / ``scheduler``
+    ``input_shape`` is (C, H, W). ``task`` is ``"multiclass"`` (one output per class, softmax)
+    or ``"binary"`` (one output, P(``classes[1]``) = σ(z)); ``preprocessing`` is how image files
+    become inputs (:class:`glassnet.data.ImagePreprocessing`: size, mode, resize, interpolation;
+    ``predict`` and ``evaluate`` apply it to new images); ``data_folder`` is the image folder a
+    model was trained on (``glassnet train --data PATH``). ``epoch``, ``step``, ``optimizer`` / ``scheduler``
     (``{"type", "state"}``), ``rng``, ``loader`` and ``extra`` let training resume exactly.
     ``sha256`` maps every tensor to the SHA-256 of its bytes (filled in when written).
     """
@@ -140,6 +148,9 @@ class CheckpointMeta:
     dataset: str | None = None
     normalization: dict[str, list[float]] | None = None
     input_shape: tuple[int, int, int] | None = None
+    task: str = "multiclass"
+    preprocessing: ImagePreprocessing | None = None
+    data_folder: str | None = None
     epoch: int = 0
     step: int = 0
     optimizer: dict[str, Any] | None = None
@@ -156,7 +167,11 @@ class CheckpointMeta:
         doc: dict[str, Any] = {"format": FORMAT}
         for f in fields(self):
             v = getattr(self, f.name)
-            doc[f.name] = list(v) if f.name == "input_shape" and v is not None else v
+            if f.name == "input_shape" and v is not None:
+                v = list(v)
+            elif f.name == "preprocessing" and v is not None:
+                v = v.to_dict()
+            doc[f.name] = v
         return json.dumps(doc, default=_json_default)
 
     # -- the one reader -------------------------------------------------------------------
@@ -197,6 +212,8 @@ class CheckpointMeta:
 
         opt("architecture", lambda v: isinstance(v, str) and 0 < len(v) <= 64, "a model name")
         opt("dataset", lambda v: isinstance(v, str) and 0 < len(v) <= 64, "a dataset name")
+        opt("data_folder", lambda v: isinstance(v, str) and 0 < len(v) <= 4096, "a folder path")
+        opt("task", lambda v: v in TASKS, f"one of {', '.join(TASKS)}")
         opt("glassnet_version", lambda v: isinstance(v, str) and len(v) <= 64, "a version string")
         scalar = (str, int, float, bool, type(None))
         opt(
@@ -246,7 +263,35 @@ class CheckpointMeta:
         kw = {k: v for k, v in doc.items() if v is not None}  # null: the field's default
         if "input_shape" in kw:
             kw["input_shape"] = tuple(kw["input_shape"])
+        if "preprocessing" in kw:
+            try:
+                kw["preprocessing"] = ImagePreprocessing.from_dict(kw["preprocessing"])
+            except ValueError as e:
+                raise CheckpointError(f"{source}: metadata field 'preprocessing': {e}") from None
+            if "input_shape" in kw and kw["preprocessing"].input_shape != kw["input_shape"]:
+                raise CheckpointError(
+                    f"{source}: the preprocessing makes {list(kw['preprocessing'].input_shape)} inputs, "
+                    f"input_shape is {list(kw['input_shape'])}"
+                )
         return cls(**kw)
+
+    def image_preprocessing(self) -> ImagePreprocessing | None:
+        """How this checkpoint's model reads image files: the recorded ``preprocessing``; for a
+        pretrained model's record (``extra["preprocessing"]`` from
+        :func:`glassnet.models.pretrained.checkpoint_metadata`) its resize and crop; otherwise a
+        plain resize and centre crop to ``input_shape`` (None without one)."""
+        if self.preprocessing is not None:
+            return self.preprocessing
+        extra = self.extra.get("preprocessing")
+        if isinstance(extra, dict) and _is_int(extra.get("crop")) and _is_int(extra.get("resize_shorter")):
+            crop = extra["crop"]
+            return ImagePreprocessing(
+                (crop, crop), "RGB", extra["resize_shorter"], extra.get("interpolation", "bicubic")
+            )
+        if self.input_shape is None:
+            return None
+        c, h, w = self.input_shape
+        return ImagePreprocessing((h, w), "L" if c == 1 else "RGB")
 
     # -- against the tensors --------------------------------------------------------------
     def check_tensors(self, shapes: dict[str, tuple[int, ...]], source: Any = "checkpoint") -> None:
@@ -288,7 +333,13 @@ class CheckpointMeta:
                 raise CheckpointError(
                     f"{source}: arch_kwargs num_classes={k!r}, but the classifier's stored weight has {outputs} outputs"
                 )
-            if self.classes and len(self.classes) != outputs:
+            if self.task == "binary":
+                if outputs != 1 or (self.classes and len(self.classes) != 2):
+                    raise CheckpointError(
+                        f"{source}: a binary classifier has one output and two class names, this one "
+                        f"{outputs} output(s) and {len(self.classes)} name(s)"
+                    )
+            elif self.classes and len(self.classes) != outputs:
                 raise CheckpointError(
                     f"{source}: {len(self.classes)} class names for a classifier with {outputs} outputs"
                 )
@@ -409,6 +460,9 @@ def save_checkpoint(
     dataset: str | None = None,
     normalization: dict[str, Any] | None = None,
     input_shape: tuple[int, ...] | None = None,
+    task: str = "multiclass",
+    preprocessing: ImagePreprocessing | dict[str, Any] | None = None,
+    data_folder: str | None = None,
     optimizer: Any = None,
     scheduler: Any = None,
     epoch: int = 0,
@@ -431,6 +485,9 @@ def save_checkpoint(
         if normalization is None
         else {"mean": [float(v) for v in normalization["mean"]], "std": [float(v) for v in normalization["std"]]},
         input_shape=tuple(int(d) for d in input_shape) if input_shape is not None else None,  # type: ignore[arg-type]
+        task=task,
+        preprocessing=ImagePreprocessing.from_dict(preprocessing) if isinstance(preprocessing, dict) else preprocessing,
+        data_folder=data_folder,
         epoch=int(epoch),
         step=int(step),
         rng=dict(rng or {}),

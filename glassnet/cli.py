@@ -94,10 +94,58 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     "--model", "model_name", default="lenet5", show_default=True, help="Zoo model (see `glassnet summary --list`)."
 )
 @click.option(
-    "--data", default="shapes", show_default=True, help="shapes, shapes-rgb, mnist, fashion-mnist, cifar10, cifar100."
+    "--data",
+    default="shapes",
+    show_default=True,
+    help="shapes, shapes-rgb, mnist, fashion-mnist, cifar10, cifar100, or a FOLDER of class sub-folders of images "
+    "(or with train/ and test/ or val/ sub-folders of them).",
 )
 @click.option(
     "--data-root", type=click.Path(file_okay=False), default=None, help="Directory searched first for data files."
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Folder images: resized and centre-cropped to this side [the model's input side].",
+)
+@click.option(
+    "--grayscale/--rgb",
+    "grayscale",
+    default=None,
+    help="Folder images: read as grayscale or RGB [grayscale when every sampled image is].",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["auto", "multiclass", "binary"]),
+    default="auto",
+    show_default=True,
+    help="Folder data: binary trains one logit (sigmoid, binary cross-entropy); auto: binary for two classes.",
+)
+@click.option(
+    "--pretrained",
+    is_flag=True,
+    help="Folder data: start from the model's ImageNet weights (efficientnet_lite0/1/2) with a new classifier.",
+)
+@click.option(
+    "--freeze",
+    type=click.Choice(["features"]),
+    default=None,
+    help="With --pretrained: train only the new classifier (transfer learning).",
+)
+@click.option(
+    "--unreadable",
+    type=click.Choice(["skip", "error"]),
+    default="skip",
+    show_default=True,
+    help="Folder images Pillow cannot read: leave them out (each named) or stop with an error naming them.",
+)
+@click.option(
+    "--cache/--no-cache",
+    "cache",
+    default=True,
+    show_default=True,
+    help="Keep decoded folder images in the user cache, so the next run starts fast.",
 )
 @click.option("--epochs", type=click.IntRange(1), default=6, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
@@ -161,13 +209,21 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
           lr: float | None, momentum: float, weight_decay: float, schedule: str, warmup: int, augment: str,
           val_split: float, label_smoothing: float, clip: float | None, early_stopping: int | None, limit: int | None,
           out_dir: str | None, resume_dir: str | None, seed: int, checkpoint_every: int, threads: int | None,
-          download: bool, quiet: bool) -> None:  # fmt: skip
-    """Train a model; by default LeNet-5 on the built-in `shapes` data (about a minute)."""
+          download: bool, quiet: bool, image_size: int | None = None, grayscale: bool | None = None,
+          task: str = "auto", pretrained: bool = False, freeze: str | None = None, unreadable: str = "skip",
+          cache: bool = True) -> None:  # fmt: skip
+    """Train a model; by default LeNet-5 on the built-in `shapes` data (about a minute).
+
+    \b
+    Your own images: glassnet train --data FOLDER   (FOLDER/cat/*.jpg, FOLDER/dog/*.jpg, …)
+    Transfer learning: glassnet train --data FOLDER --model efficientnet_lite0 --pretrained --freeze features
+    """
     import warnings
 
     from .backend import get_num_threads, set_num_threads
     from .checkpoint import atomic_write_text, read_checkpoint_meta
     from .train import History, evaluate, fit
+    from .train.folder_run import is_folder_source
     from .train.recipe import build_run, fast_forward_schedule
     from .train.rundir import RunLock, prepare_run_dir
 
@@ -189,11 +245,19 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
             "label_smoothing": label_smoothing, "clip": clip, "early_stopping": early_stopping, "limit": limit,
             "checkpoint_every": checkpoint_every, "threads": threads or get_num_threads(),
         }  # fmt: skip
-        run_path = Path(out_dir or f"runs/{model_name}-{data}-{time.strftime('%Y%m%d-%H%M%S')}")
+        data_label = data
+        if is_folder_source(data) and Path(data).expanduser().is_dir():  # its absolute path: --resume from anywhere
+            config["data"] = str(Path(data).expanduser().resolve())
+            data_label = Path(config["data"]).name or "folder"
+        config.update(image_size=image_size, grayscale=grayscale, task=task, pretrained=pretrained, freeze=freeze,
+                      unreadable=unreadable, cache=cache)  # fmt: skip
+        run_path = Path(out_dir or f"runs/{model_name}-{data_label}-{time.strftime('%Y%m%d-%H%M%S')}")
     t0 = time.perf_counter()
     with RunLock(run_path):
         prepare_run_dir(run_path, resume=bool(resume_dir))  # before any data is loaded: refuse early
-        run = build_run(config, download=download)
+        run = build_run(config, download=download, progress=not quiet and None)
+        for note in run.notes:
+            click.echo(f"note: {note}", err=True)
         restore_scheduler = True
         if resume_dir:
             meta = read_checkpoint_meta(run_path / "last.safetensors")
@@ -202,8 +266,12 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
                 restore_scheduler = False
         config = run.config
         n_train = len(run.train.labels)
-        click.echo(f"{config['model']} on {config['data']}: {n_train} training images, "
-                   f"{run.model.num_parameters():,} parameters, {config['epochs']} epochs -> {run_path}")  # fmt: skip
+        trainable = run.model.num_parameters(trainable_only=True)
+        params = f"{run.model.num_parameters():,} parameters" + (
+            f" ({trainable:,} trainable)" if trainable != run.model.num_parameters() else "")  # fmt: skip
+        what = f"{len(run.info.classes)} classes" + (", binary: one logit" if run.info.task == "binary" else "")
+        click.echo(f"{config['model']} on {config['data']} ({what}): {n_train} training images, "
+                   f"{params}, {config['epochs']} epochs -> {run_path}")  # fmt: skip
         try:
             history = fit(
                 run.model, run.train, run.val, epochs=config["epochs"], optimizer=run.optimizer,
@@ -224,7 +292,7 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
             click.echo(f"{history.message.split(';')[0]}: checkpoint saved; continue with: "
                        f"glassnet train --resume {run_path}", err=True)  # fmt: skip
             sys.exit(EXIT_INTERRUPTED)
-        metrics = evaluate(run.model, run.test, run.info.classes)
+        metrics = evaluate(run.model, run.test, run.info.classes, task=run.info.task)
         history.test = metrics.to_dict()
         history.save(run_path, csv_and_plot=True)
         atomic_write_text(run_path / "metrics.json", json.dumps(metrics.to_dict(), indent=1))
@@ -233,8 +301,14 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
         click.echo(f"epoch {e['epoch']:>3}  train loss {e['train_loss']:.4f}  train acc {e['train_acc']:.2%}{val}")
     if history.message:
         click.echo(history.message)
-    click.echo(f"test accuracy: {metrics.accuracy:.2%} ({len(run.test.labels)} images)   "
-               f"top-5: {metrics.top5:.2%}   time: {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    which = "test" if run.test_name == "test" else f"{run.test_name} (test)"
+    if metrics.task == "binary":
+        auc = "n/a" if metrics.roc_auc is None else f"{metrics.roc_auc:.4f}"
+        detail = f"at threshold 0.5   ROC-AUC: {auc}"
+    else:
+        detail = f"top-5: {metrics.top5:.2%}"
+    click.echo(f"{which} accuracy: {metrics.accuracy:.2%} ({len(run.test.labels)} images)   "
+               f"{detail}   time: {time.perf_counter() - t0:.1f} s")  # fmt: skip
     click.echo(f"run directory: {run_path} (last.safetensors, best.safetensors, history.json/csv, curves.png)")
 
 
@@ -301,8 +375,18 @@ def _resume_config(ctx: click.Context, run_path: Path, hist: Any) -> tuple[dict[
 # ------------------------------------------------------------------------ evaluate
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", default=None, help="Dataset (default: the one the checkpoint was trained on).")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option(
+    "--data",
+    default=None,
+    help="Dataset or FOLDER of class sub-folders of images (default: what the checkpoint was trained on).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test"]),
+    default="test",
+    show_default=True,
+    help="A folder with train/ and test/ (or val/): which part to read.",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
 @click.option(
     "--allow-class-mismatch",
@@ -311,15 +395,30 @@ def _resume_config(ctx: click.Context, run_path: Path, hist: Any) -> tuple[dict[
 )
 @click.option("--download", is_flag=True, help="Download missing dataset files (otherwise: an error saying where).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Binary models: P(class) at or above this counts as the class [0.5].",
+)
 def evaluate(checkpoint: str, data: str | None, split: str, data_root: str | None, allow_class_mismatch: bool,
-             download: bool, as_json: bool) -> None:  # fmt: skip
-    """Accuracy, top-5, per-class precision/recall and the confusion matrix of a checkpoint."""
+             download: bool, as_json: bool, threshold: float | None) -> None:  # fmt: skip
+    """Accuracy, top-5, per-class precision/recall and the confusion matrix of a checkpoint.
+
+    Binary checkpoints: accuracy at --threshold, ROC-AUC and the 2×2 confusion matrix.
+    """
     from .checkpoint import load_checkpoint
     from .data import DataLoader, load_dataset
     from .train import evaluate as run_evaluate
 
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.meta
+    if threshold is not None and meta.task != "binary":
+        _fail("--threshold applies to binary checkpoints (one output); this one is multiclass")
+    folder = data if data is not None else meta.data_folder
+    if folder is not None and _is_folder(folder):
+        _evaluate_folder(ckpt, folder, split, as_json, 0.5 if threshold is None else threshold)
+        return
     name = data or meta.dataset or _config_data(checkpoint)
     if not name:
         _fail("the checkpoint does not say which dataset it was trained on; pass --data")
@@ -339,6 +438,40 @@ def evaluate(checkpoint: str, data: str | None, split: str, data_root: str | Non
     loader = DataLoader(ds, 256, normalize=(norm["mean"], norm["std"]) if norm else None)
     m = run_evaluate(model, loader, ckpt.classes)
     click.echo(json.dumps(m.to_dict(), indent=1) if as_json else f"{name} ({split}, {len(ds)} images)\n{m.report()}")
+
+
+def _is_folder(data: str) -> bool:
+    from .train.folder_run import is_folder_source
+
+    return is_folder_source(data)
+
+
+def _evaluate_folder(ckpt: Any, folder: str, split: str, as_json: bool, threshold: float) -> None:
+    """``evaluate`` on a folder of images, read with the checkpoint's own preprocessing."""
+    from .data import DataLoader
+    from .train import evaluate as run_evaluate
+    from .train.folder_run import folder_dataset
+
+    meta = ckpt.meta
+    if not meta.classes:
+        _fail("the checkpoint records no class names to match the folder's class sub-folders against")
+    prep = _checkpoint_preprocessing(meta)
+    ds, part = folder_dataset(folder, prep, list(meta.classes), split, progress=None)
+    for entry in ds.skipped:
+        click.echo(f"note: skipped unreadable file {entry}", err=True)
+    model = ckpt.build_model()
+    norm = meta.normalization
+    loader = DataLoader(ds, 64, normalize=(norm["mean"], norm["std"]) if norm else None)
+    m = run_evaluate(model, loader, ckpt.classes, task=meta.task, threshold=threshold)
+    click.echo(json.dumps(m.to_dict(), indent=1) if as_json else f"{folder} ({part}, {len(ds)} images)\n{m.report()}")
+
+
+def _checkpoint_preprocessing(meta: Any) -> Any:
+    """How the checkpoint's model reads image files (see ``CheckpointMeta.image_preprocessing``)."""
+    prep = meta.image_preprocessing()
+    if prep is None:
+        _fail("the checkpoint does not record its input shape")
+    return prep
 
 
 def _names(classes: list[str]) -> str:
@@ -361,22 +494,33 @@ def _config_data(checkpoint: str) -> str | None:
 @click.option("--pretrained", is_flag=True, help="With --model: its shipped ImageNet weights (EfficientNet-Lite0/1/2).")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="Classes to show [3; 5 with --pretrained].")
 @click.option("--invert", is_flag=True, help="Invert grayscale images (dark strokes on white → MNIST style).")
-def predict(paths: tuple[str, ...], model_name: str | None, pretrained: bool, top_k: int | None, invert: bool) -> None:
-    """Top-k classes with probabilities for image files.
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Binary checkpoints: P(class) at or above this decides for the class.",
+)
+def predict(paths: tuple[str, ...], model_name: str | None, pretrained: bool, top_k: int | None, invert: bool,
+            threshold: float) -> None:  # fmt: skip
+    """Top-k classes with probabilities for image files (a folder stands for the images in it).
 
     \b
-    glassnet predict CHECKPOINT IMAGE...            (resized and normalised as in training)
+    glassnet predict CHECKPOINT IMAGE...            (read exactly as in training: its recorded preprocessing)
     glassnet predict --model efficientnet_lite0 --pretrained PHOTO...   (ImageNet classes)
+
+    A binary checkpoint prints P(class) and P(other) = 1 − P(class).
     """
     import numpy as np
 
     from .autograd import no_grad
-    from .functional import softmax
+    from .functional import sigmoid, softmax
 
     if pretrained and not model_name:
         _fail("--pretrained needs --model NAME (e.g. --model efficientnet_lite0)")
     if model_name and not pretrained:
         _fail(f"--model {model_name} without --pretrained has random weights: give --pretrained or a checkpoint")
+    task = "multiclass"
     if model_name:
         from .models.pretrained import SOURCES, imagenet_classes, preprocess
 
@@ -384,32 +528,57 @@ def predict(paths: tuple[str, ...], model_name: str | None, pretrained: bool, to
             _fail(f"no pretrained weights for {model_name!r}; available for: {', '.join(sorted(SOURCES))}")
         model = _pretrained_model(model_name)
         classes = list(imagenet_classes())
-        images = paths
+        images = _expand_images(paths)
 
         def load(path: str) -> np.ndarray:
             return preprocess(path, model_name)
 
         top_k = top_k or 5
     else:
-        model, classes, load = _checkpoint_predictor(paths[0], invert)
-        images = paths[1:]
+        model, classes, load, task = _checkpoint_predictor(paths[0], invert)
+        images = _expand_images(paths[1:])
         if not images:
             _fail("give at least one image after the checkpoint")
         top_k = top_k or 3
     for path in images:
-        if not Path(path).is_file():
-            _fail(f"no such image file: {path}")
         try:
             x = load(path)
         except Exception as e:
             _fail(f"cannot read image {path}: {e}")
-        with no_grad():
-            probs = softmax(model(x[None]), axis=1).numpy()[0]
-        order = np.argsort(-probs)[:top_k]
         click.echo(path)
+        with no_grad():
+            z = model(x[None])
+            if task == "binary":
+                p = float(sigmoid(z).numpy()[0, 0])
+                neg, pos = (classes + ["class 0", "class 1"][len(classes) :])[:2]
+                width = max(len(pos), len(neg)) + 3
+                click.echo(f"  {'P(' + pos + ')':<{width}} {p:7.2%}  {'█' * int(round(p * 30))}")
+                click.echo(f"  {'P(' + neg + ')':<{width}} {1 - p:7.2%}  {'█' * int(round((1 - p) * 30))}  (1 − P)")
+                click.echo(f"  → {pos if p >= threshold else neg} (threshold {threshold:g})")
+                continue
+            probs = softmax(z, axis=1).numpy()[0]
+        order = np.argsort(-probs)[:top_k]
         for i in order:
             name = classes[i] if i < len(classes) else str(i)
             click.echo(f"  {name:<24} {probs[i]:7.2%}  {'█' * int(round(probs[i] * 30))}")
+
+
+def _expand_images(paths: tuple[str, ...]) -> list[str]:
+    """Image files: each path as given, a folder replaced by the image files under it (sorted)."""
+    from .data import image_files
+
+    out: list[str] = []
+    for path in paths:
+        if Path(path).is_dir():
+            found = image_files(path)
+            if not found:
+                _fail(f"no image files under {path}")
+            out += [str(p) for p in found]
+        elif not Path(path).is_file():
+            _fail(f"no such image file: {path}")
+        else:
+            out.append(path)
+    return out
 
 
 def _pretrained_model(name: str) -> Any:
@@ -422,33 +591,25 @@ def _pretrained_model(name: str) -> Any:
         _fail(str(e))
 
 
-def _checkpoint_predictor(checkpoint: str, invert: bool) -> tuple[Any, list[str], Any]:
-    """(model, class names, image loader) for a checkpoint: the preprocessing it records."""
+def _checkpoint_predictor(checkpoint: str, invert: bool) -> tuple[Any, list[str], Any, str]:
+    """(model, class names, image loader, task) for a checkpoint: the preprocessing it records,
+    through the same code as its training batches (:func:`glassnet.data.model_inputs`)."""
     import numpy as np
 
     from .checkpoint import load_checkpoint
-    from .data import load_image
+    from .data import model_inputs
 
     if not Path(checkpoint).is_file():
         _fail(f"no such checkpoint file: {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model().eval()
-    shape = ckpt.meta.input_shape
-    if not shape:
-        _fail("the checkpoint does not record its input shape")
-    c, h, w = shape
+    prep = _checkpoint_preprocessing(ckpt.meta)
     norm = ckpt.meta.normalization
 
     def load(path: str) -> np.ndarray:
-        img = load_image(path, (h, w), "L" if c == 1 else "RGB").astype(np.float32) / 255.0
-        if invert:
-            img = 1.0 - img
-        if norm:
-            mean = np.asarray(norm["mean"], np.float32)[:, None, None]
-            img = (img - mean) / np.asarray(norm["std"], np.float32)[:, None, None]
-        return img
+        return model_inputs([path], prep, norm, invert=invert)[0]
 
-    return model, ckpt.classes, load
+    return model, ckpt.classes, load, ckpt.meta.task
 
 
 # ------------------------------------------------------------------------- convert

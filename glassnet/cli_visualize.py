@@ -36,7 +36,7 @@ class Loaded:
     input_shape: tuple[int, int, int]
     classes: list[str] = field(default_factory=list)
     normalization: dict[str, Any] | None = None
-    preprocessing: dict[str, Any] | None = None  # resize_shorter and crop (pretrained EfficientNet)
+    preprocessing: Any = None  # the ImagePreprocessing of image files (a pretrained model's, a folder run's)
 
     def class_name(self, i: int) -> str:
         return self.classes[i] if 0 <= i < len(self.classes) else f"class {i}"
@@ -58,9 +58,8 @@ def load_model(source: str, pretrained: bool, seed: int) -> Loaded:
             shape = default_input_shape(ckpt.architecture)
         if not shape:
             _fail(f"{source}: the checkpoint records no input shape")
-        extra = ckpt.meta.extra or {}
         return Loaded(model, Path(source).name, tuple(shape), ckpt.classes, ckpt.meta.normalization,
-                      extra.get("preprocessing"))  # fmt: skip
+                      ckpt.meta.image_preprocessing())  # fmt: skip
     if pretrained:
         from .models.pretrained import PretrainedError, checkpoint_metadata
 
@@ -68,9 +67,12 @@ def load_model(source: str, pretrained: bool, seed: int) -> Loaded:
             model = get_model(source, pretrained=True)
         except PretrainedError as e:
             _fail(str(e))
-        meta = checkpoint_metadata(source.lower().replace("-", "_"))
+        from .data import ImagePreprocessing
+
+        key = source.lower().replace("-", "_")
+        meta = checkpoint_metadata(key)
         return Loaded(model, source, tuple(meta["input_shape"]), meta["classes"], meta["normalization"],
-                      meta["extra"]["preprocessing"])  # fmt: skip
+                      ImagePreprocessing.for_pretrained(key))  # fmt: skip
     model = get_model(source, rng=seed)
     return Loaded(model, source, default_input_shape(source))
 
@@ -78,7 +80,6 @@ def load_model(source: str, pretrained: bool, seed: int) -> Loaded:
 def load_input(loaded: Loaded, image: str | None, size: int | None) -> tuple[Any, Any]:
     """``(x, pixels)``: the model input [C, H, W] and the same image in [0, 1] before normalisation."""
     import numpy as np
-    from PIL import Image
 
     from .data import load_image
 
@@ -88,14 +89,8 @@ def load_input(loaded: Loaded, image: str | None, size: int | None) -> tuple[Any
         h = w = size
     try:
         prep = loaded.preprocessing
-        if prep and size is None and c == 3:  # the pretrained models' own resize and crop
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-            scale = prep["resize_shorter"] / min(im.size)
-            rw, rh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
-            im = im.resize((rw, rh), Image.Resampling.BICUBIC)
-            left, top = (rw - w) // 2, (rh - h) // 2
-            pixels = np.asarray(im.crop((left, top, left + w, top + h)), dtype=np.float32).transpose(2, 0, 1)
+        if prep is not None and size is None:  # the model's own resize and crop (pretrained, folder runs)
+            pixels = prep.load(path).astype(np.float32)
         else:
             pixels = load_image(path, (h, w), "L" if c == 1 else "RGB").astype(np.float32)
     except (OSError, ValueError) as e:

@@ -140,6 +140,32 @@ class Summary:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the layer table as an HTML table, with the totals below it."""
+        from html import escape
+
+        cells = self.table()
+        right = {3, 4}
+
+        def row(r: list[str], tag: str) -> str:
+            return "<tr>" + "".join(
+                f"<{tag} style='text-align:{'right' if i in right else 'left'}'>{escape(c)}</{tag}>"
+                for i, c in enumerate(r)
+            ) + "</tr>"  # fmt: skip
+
+        frozen = self.total_params - self.trainable_params
+        totals = (
+            f"total parameters: {_fmt_int(self.total_params)} · trainable: {_fmt_int(self.trainable_params)}"
+            + (f" (frozen: {_fmt_int(frozen)})" if frozen else "")
+            + f" · multiply-accumulates: {_fmt_int(self.total_macs)} per image"
+        )
+        title = f"{self.model_name}  input {'×'.join(str(d) for d in self.input_shape[1:])}"
+        return (
+            f"<div><p><b>{escape(title)}</b></p><table><thead>{row(cells[0], 'th')}</thead><tbody>"
+            + "".join(row(r, "td") for r in cells[1:])
+            + f"</tbody></table><p>{escape(totals)}</p></div>"
+        )
+
 
 _LABELS = {"concatenate": ("concat", "Concat"), "getitem": ("slice", "Slice"), "relu": ("relu", "ReLU")}
 

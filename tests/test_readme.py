@@ -64,3 +64,42 @@ def test_write_your_own_model(
     assert "VGG-16: 15,470,264,320 multiply-accumulates per image" in out
     assert "#1 linear in head (Linear): ∂L/∂out 4×10 → x 4×1568, weight 10×1568, bias 10" in out
     assert ns["stepper"].done
+
+
+def test_coming_from_keras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The glassnet column runs and builds the Keras model's network: same layers, 122,570 parameters."""
+    import ast
+
+    from glassnet.models import tf_cnn
+
+    keras, mine = section_blocks("Coming from Keras")
+    ast.parse(keras)  # the Keras original is shown, not run (TensorFlow is no dependency)
+    assert "input_shape=(32, 32, 3)" in keras and "MaxPooling2D((2, 2))" in keras
+    ns = run_blocks([mine], tmp_path, monkeypatch)
+    model = ns["model"]
+    assert model.num_parameters() == tf_cnn().num_parameters() == 122_570
+    assert [p.shape for p in model.parameters()] == [p.shape for p in tf_cnn().parameters()]
+    out = capsys.readouterr().out
+    assert "total parameters:     122,570" in out
+    assert len(ns["history"].epochs) == 2 and 0.0 <= float(out.strip().splitlines()[-1]) <= 1.0
+
+
+def test_your_own_images_commands_use_real_options() -> None:
+    """Every option in the section's commands exists on the command it is given to."""
+    from glassnet.cli import cli
+
+    text = README.read_text(encoding="utf-8")
+    body = re.split(r"^## ", text, flags=re.MULTILINE)
+    section = next(p for p in body if p.startswith("Your own images\n"))
+    (bash,) = re.findall(r"^```bash\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL)
+    for line in bash.splitlines():
+        words = line.split("#")[0].split()
+        assert words[0] == "glassnet"
+        command = cli.commands[words[1]]
+        known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        for w in words[2:]:
+            if w.startswith("--"):
+                assert w in known, (line, w)
+    for opt in ("--val-split", "--image-size", "--grayscale", "--rgb", "--augment", "--unreadable", "--no-cache",
+                "--task", "--threshold", "--pretrained", "--freeze"):  # fmt: skip
+        assert opt in section, opt

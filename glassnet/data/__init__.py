@@ -48,8 +48,19 @@ from .datasets import (
 )
 from .download import download_file, sha256_file
 from .errors import ChecksumError, DatasetError, DatasetNotFoundError, DownloadError
-from .folder import ImageFolder, load_image
+from .folder import (
+    FolderLayout,
+    ImageFolder,
+    ImagePreprocessing,
+    detect_mode,
+    folder_layout,
+    image_files,
+    load_image,
+    model_inputs,
+    read_images,
+)
 from .idx import read_idx, write_idx
+from .imagecache import image_cache_dir
 from .loader import DataLoader, compute_mean_std
 from .shapes import SHAPES_CLASSES, make_shapes, shapes_split
 
@@ -69,7 +80,9 @@ __all__ = [
     "DatasetSpec",
     "DatasetStatus",
     "DownloadError",
+    "FolderLayout",
     "ImageFolder",
+    "ImagePreprocessing",
     "RemoteFile",
     "available_datasets",
     "cache_dir",
@@ -80,7 +93,13 @@ __all__ = [
     "load_cifar10",
     "load_cifar100",
     "load_dataset",
+    "detect_mode",
+    "folder_layout",
+    "image_cache_dir",
+    "image_files",
     "load_image",
+    "model_inputs",
+    "read_images",
     "locate_files",
     "make_shapes",
     "read_cifar10_batch",

@@ -378,7 +378,11 @@ def describe_activations(
     from ._images import colourise, png_data_url, tile_grid
 
     z = np.asarray(logits, dtype=np.float64).reshape(logits.shape[0], -1)[0]
-    p = softmax(z)
+    if loaded.meta.task == "binary" and z.size == 1:  # one logit: P(classes[1]) = σ(z), P(classes[0]) = 1 − σ(z)
+        z = np.array([-z[0], z[0]])  # shown as the logits of class 0 and class 1
+        p = np.array([1 / (1 + np.exp(z[1])), 1 / (1 + np.exp(-z[1]))])
+    else:
+        p = softmax(z)
     order = np.argsort(-p, kind="stable")[: min(top_k, p.size)]
     names = loaded.classes if len(loaded.classes) == p.size else [str(i) for i in range(p.size)]
     predictions = [

@@ -9,12 +9,13 @@ a run had before ``--resume --epochs N`` extended it, see :func:`fast_forward_sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import DataLoader, Dataset, load_dataset, train_val_split
 from ..data import transforms as T
 from ..nn.module import Module
+from .folder_run import FOLDER_DEFAULTS, folder_parts, is_folder_source
 from .trainer import RunInfo
 
 DEFAULTS: dict[str, Any] = {
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 100,
     "threads": None,
     "extended": [],
+    **FOLDER_DEFAULTS,  # --data PATH: a folder of one's own images (see folder_run.py)
 }
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
@@ -75,6 +77,8 @@ class Run:
     scheduler: Any
     scheduler_interval: str
     info: RunInfo
+    test_name: str = "test"  # what `test` is: "test", or for a folder without test/ "val" / "held-out"
+    notes: list[str] = field(default_factory=list)  # said once before training (skipped files, …)
 
 
 def _limit(ds: Dataset, n: int | None) -> Dataset:
@@ -83,13 +87,13 @@ def _limit(ds: Dataset, n: int | None) -> Dataset:
     return ds.subset(list(range(n)), split=ds.split)
 
 
-def build_run(config: dict[str, Any], download: bool = False) -> Run:
+def build_run(config: dict[str, Any], download: bool = False, progress: bool | None = None) -> Run:
     """Datasets, loaders, model, optimiser and schedule for ``config`` (unknown keys are errors).
 
     Missing dataset files are an error saying where to put them (``download=True`` fetches
-    them instead); so is an empty training or validation split.
+    them instead); so is an empty training or validation split. ``config["data"]`` may be a
+    folder of images (see :mod:`.folder_run`); ``progress`` shows reading it.
     """
-    from .. import optim
     from ..models import get_model
 
     unknown = set(config) - set(DEFAULTS)
@@ -103,6 +107,15 @@ def build_run(config: dict[str, Any], download: bool = False) -> Run:
     if cfg["lr"] is None:
         cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
     seed = int(cfg["seed"])
+    if cfg["pretrained"] and not is_folder_source(cfg["data"]):
+        raise ValueError("--pretrained models train on a folder of images (--data PATH), not on built-in datasets")
+    if is_folder_source(cfg["data"]):
+        parts = folder_parts(cfg, seed, progress)
+        opt, sched, interval = _optimizer_and_schedule(cfg, parts.model, len(parts.train))
+        return Run(cfg, parts.model, parts.train, parts.val, parts.test, opt, sched, interval, parts.info,
+                   parts.test_name, parts.notes)  # fmt: skip
+    if cfg["task"] not in ("auto", "multiclass"):
+        raise ValueError(f"--task {cfg['task']} applies to folders of images (--data PATH) with two classes")
     full_train = load_dataset(cfg["data"], "train", root=cfg["data_root"], download=download)
     test_ds = load_dataset(cfg["data"], "test", root=cfg["data_root"], download=download)
     full_train = _limit(full_train, cfg["limit"])
@@ -128,7 +141,20 @@ def build_run(config: dict[str, Any], download: bool = False) -> Run:
     test = DataLoader(test_ds, 256, normalize=norm)
     kwargs = {"num_classes": full_train.num_classes, "in_channels": c, **cfg["model_kwargs"]}
     model = get_model(cfg["model"], rng=seed, **kwargs)
-    params = model.parameters()
+    opt, sched, interval = _optimizer_and_schedule(cfg, model, len(train))
+    info = RunInfo(
+        architecture=cfg["model"], arch_kwargs=kwargs, classes=list(full_train.classes),
+        normalization={"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        input_shape=(c, h, w), dataset=full_train.name,
+    )  # fmt: skip
+    return Run(cfg, model, train, val, test, opt, sched, interval, info)
+
+
+def _optimizer_and_schedule(cfg: dict[str, Any], model: Module, steps_per_epoch: int) -> tuple[Any, Any, str]:
+    """The optimiser over the model's trainable parameters, and the schedule with its interval."""
+    from .. import optim
+
+    params = model.parameters(trainable_only=True)
     lr = cfg["lr"]
     if cfg["optimizer"] == "sgd":
         opt = optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
@@ -139,7 +165,6 @@ def build_run(config: dict[str, Any], download: bool = False) -> Run:
         opt = optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"] or 1e-2)
     else:
         opt = optim.RMSprop(params, lr=lr, weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
-    steps_per_epoch = len(train)
     interval = "epoch"
     sched: Any = None
     if cfg["schedule"] == "step":
@@ -157,12 +182,7 @@ def build_run(config: dict[str, Any], download: bool = False) -> Run:
     elif cfg["schedule"] == "onecycle":
         interval = "step"
         sched = optim.OneCycleLR(opt, max_lr=lr, total_steps=cfg["epochs"] * steps_per_epoch)
-    info = RunInfo(
-        architecture=cfg["model"], arch_kwargs=kwargs, classes=list(full_train.classes),
-        normalization={"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
-        input_shape=(c, h, w), dataset=full_train.name,
-    )  # fmt: skip
-    return Run(cfg, model, train, val, test, opt, sched, interval, info)
+    return opt, sched, interval
 
 
 def fast_forward_schedule(run: Run, epoch: int, step: int) -> None:

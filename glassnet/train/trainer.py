@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from .._jupyter import show_progress
 from ..autograd import no_grad
 from ..checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, restore_optimizer, save_checkpoint
 from ..nn.module import Module
 from .history import History
-from .metrics import Metrics, confusion_matrix, topk_correct
+from .metrics import Metrics, confusion_matrix, roc_auc, topk_correct
 from .rundir import RunLock, describe_checkpoints, prepare_run_dir
 
 
@@ -57,16 +57,35 @@ class RunInfo:
     normalization: dict[str, Any] | None = None
     input_shape: tuple[int, ...] | None = None
     dataset: str | None = None
+    task: str = "multiclass"  # or "binary": one logit, P(classes[1]) = σ(z)
+    preprocessing: Any = None  # the ImagePreprocessing of image files (training on a folder)
+    data_folder: str | None = None
+
+
+#: fit's losses and the task each trains: softmax cross-entropy over classes, or one logit per image.
+LOSSES = {"cross_entropy": "multiclass", "binary_cross_entropy": "binary"}
 
 
 def _loss_fn(name: str, label_smoothing: float) -> Any:
-    if name != "cross_entropy":
-        raise ValueError(f"fit: loss must be 'cross_entropy' for classification, got {name!r}")
+    if name not in LOSSES:
+        raise ValueError(f"fit: loss must be one of {', '.join(LOSSES)}, got {name!r}")
 
     def loss_fn(logits: Any, y: np.ndarray) -> Any:
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
-    return loss_fn
+    def bce_fn(logits: Any, y: np.ndarray) -> Any:
+        if logits.ndim != 2 or logits.shape[1] != 1:
+            raise ValueError(f"fit: binary cross-entropy needs one logit per image, [N, 1]; got {list(logits.shape)}")
+        target = y.astype(np.float64)[:, None] * (1 - label_smoothing) + label_smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    return loss_fn if name == "cross_entropy" else bce_fn
+
+
+def _n_correct(logits: np.ndarray, y: np.ndarray, task: str) -> int:
+    """Right answers in a batch: the arg-max, or for one logit σ(z) ≥ 0.5 (z ≥ 0) meaning class 1."""
+    pred = (logits[:, 0] >= 0).astype(np.int64) if task == "binary" else np.argmax(logits, axis=1)
+    return int(np.sum(pred == y))
 
 
 def _module_rngs(model: Module) -> dict[str, Any]:
@@ -83,8 +102,25 @@ def _restore_module_rngs(model: Module, states: dict[str, Any]) -> None:
             m.rng.bit_generator.state = states[name]
 
 
-def evaluate(model: Module, loader: Any, classes: list[str] | None = None, num_classes: int | None = None) -> Metrics:
-    """Loss, accuracy, top-5, confusion matrix (and precision/recall) of ``model`` on ``loader``."""
+def evaluate(
+    model: Module,
+    loader: Any,
+    classes: list[str] | None = None,
+    num_classes: int | None = None,
+    *,
+    task: str = "multiclass",
+    threshold: float = 0.5,
+) -> Metrics:
+    """Loss, accuracy, top-5, confusion matrix (and precision/recall) of ``model`` on ``loader``.
+
+    ``task="binary"``: the model gives one logit per image and P(class 1) = σ(z); the loss is
+    the binary cross-entropy, accuracy and the 2×2 confusion matrix count σ(z) ≥ ``threshold``
+    as class 1, and ROC-AUC is added (no top-5).
+    """
+    if task == "binary":
+        return _evaluate_binary(model, loader, classes, threshold)
+    if task != "multiclass":
+        raise ValueError(f"evaluate: task must be 'multiclass' or 'binary', got {task!r}")
     was_training = model.training
     model.eval()
     total_loss, correct, top5, seen = 0.0, 0, 0, 0
@@ -108,6 +144,37 @@ def evaluate(model: Module, loader: Any, classes: list[str] | None = None, num_c
     if seen == 0:
         raise ValueError("evaluate: the loader yielded no samples")
     return Metrics(total_loss / seen, correct / seen, top5 / seen, conf, list(classes or []))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _evaluate_binary(model: Module, loader: Any, classes: list[str] | None, threshold: float) -> Metrics:
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"evaluate: threshold must be a probability in [0, 1], got {threshold}")
+    was_training = model.training
+    model.eval()
+    total_loss, probs, labels = 0.0, [], []
+    try:
+        with no_grad():
+            for x, y in loader:
+                z = model(x).numpy()
+                if z.ndim != 2 or z.shape[1] != 1:
+                    raise ValueError(f"evaluate: a binary model gives one logit per image, [N, 1]; got {list(z.shape)}")
+                loss = F.binary_cross_entropy_with_logits(z, y.astype(z.dtype)[:, None], reduction="sum")
+                total_loss += float(loss)
+                probs.append(_sigmoid(z[:, 0].astype(np.float64)))
+                labels.append(np.asarray(y, dtype=np.int64))
+    finally:
+        model.train(was_training)
+    if not labels:
+        raise ValueError("evaluate: the loader yielded no samples")
+    p, y = np.concatenate(probs), np.concatenate(labels)
+    pred = (p >= threshold).astype(np.int64)
+    return Metrics(total_loss / len(y), float(np.mean(pred == y)), None, confusion_matrix(pred, y, 2),
+                   list(classes or []), task="binary", threshold=threshold, roc_auc=roc_auc(p, y))  # fmt: skip
 
 
 class _Interrupt:
@@ -202,7 +269,7 @@ def fit(
     *,
     epochs: int,
     optimizer: Any,
-    loss: str = "cross_entropy",
+    loss: str | None = None,
     label_smoothing: float = 0.0,
     scheduler: Any = None,
     scheduler_interval: str = "epoch",
@@ -224,6 +291,9 @@ def fit(
     Args:
         val: loader evaluated after every epoch (accuracy drives best-model tracking
             and early stopping).
+        loss: ``"cross_entropy"`` (softmax over one output per class) or
+            ``"binary_cross_entropy"`` (one logit per image, labels 0/1: two classes); default
+            from ``info.task`` (``"binary"`` or ``"multiclass"``).
         scheduler / scheduler_interval: a learning-rate schedule stepped after every
             ``'epoch'`` or every optimiser ``'step'``.
         clip_grad_norm: clip the global gradient norm to this value before each step.
@@ -234,7 +304,7 @@ def fit(
         info: architecture, classes and normalisation stored in the checkpoints.
         checkpoint_every: also write ``last.safetensors`` every this many steps.
         log_every: record a step in the history every this many steps.
-        progress: show a progress bar (default: when stderr is a terminal).
+        progress: show a progress bar (default: when stderr is a terminal, or in Jupyter).
         callbacks: objects with an optional ``on_epoch_end(history, model) -> bool``
             (return True to stop).
         handle_sigint: turn SIGINT, SIGTERM and SIGHUP into a checkpoint and a clean stop.
@@ -257,10 +327,12 @@ def fit(
     if len(train) == 0:
         raise ValueError("fit: the training loader yields no batches (an empty training set?)")
     info = info or RunInfo()
-    loss_forward = _loss_fn(loss, label_smoothing)
+    task = info.task if loss is None else LOSSES.get(loss, "multiclass")
+    if loss is not None and info.task != "multiclass" and task != info.task:
+        raise ValueError(f"fit: loss {loss!r} does not train the run's task {info.task!r}")
+    loss_forward = _loss_fn(loss or ("binary_cross_entropy" if task == "binary" else "cross_entropy"), label_smoothing)
     run_path = Path(run_dir) if run_dir is not None else None
-    if progress is None:
-        progress = sys.stderr.isatty()
+    progress = show_progress(progress)
     from tqdm.auto import tqdm
 
     history = History(config=dict(config or {}))
@@ -306,7 +378,8 @@ def fit(
         check_weights(f"before writing {path.name}")
         save_checkpoint(
             path, model, architecture=info.architecture, arch_kwargs=info.arch_kwargs, classes=info.classes,
-            dataset=info.dataset, normalization=info.normalization, input_shape=info.input_shape, optimizer=optimizer,
+            dataset=info.dataset, normalization=info.normalization, input_shape=info.input_shape, task=info.task,
+            preprocessing=info.preprocessing, data_folder=info.data_folder, optimizer=optimizer,
             scheduler=scheduler, epoch=epoch, step=step, rng={"modules": _module_rngs(model)},
             loader=train.state_dict(),
             extra={"epoch_accumulators": dict(acc_state), "best_acc": best_acc, "bad_epochs": bad_epochs,
@@ -360,7 +433,7 @@ def fit(
                 if scheduler is not None and scheduler_interval == "step":
                     scheduler.step()
                 step += 1
-                batch_correct = int(np.sum(np.argmax(logits.data, axis=1) == y))
+                batch_correct = _n_correct(logits.data, y, task)
                 acc_state["loss_sum"] += float(loss_value) * len(y)
                 acc_state["correct"] += batch_correct
                 acc_state["seen"] += len(y)
@@ -413,7 +486,7 @@ def fit(
             if val is not None:
                 check_weights("after the epoch's last step")
                 try:
-                    m = evaluate(model, val, info.classes)
+                    m = evaluate(model, val, info.classes, task=task)
                 except F.NonFiniteLossError as e:
                     raise TrainingError(
                         f"the validation loss after epoch {epoch + 1} (step {step}) is not finite, the model diverged "
