@@ -18,7 +18,9 @@ update (inside the batch loop, CONCEPTS J7). Around that loop:
   are on disk;
 * exact resume: weights, optimiser and scheduler state, epoch, step, the data
   loader's position and every random state are in the checkpoint, so an interrupted
-  and resumed run ends with the same weights as an uninterrupted one.
+  and resumed run ends with the same weights as an uninterrupted one;
+* data parallelism on MPI (``distributed=True``): the few places marked ``[distributed]``
+  call into :mod:`glassnet.distributed`, which says what each rank does.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def _loss_fn(name: str, label_smoothing: float) -> Any:
     return loss_fn
 
 
+def _count_correct(logits: Any, y: np.ndarray) -> int:
+    return int(np.sum(np.argmax(logits.data, axis=1) == y))
+
+
 def _module_rngs(model: Module) -> dict[str, Any]:
     return {
         name: m.rng.bit_generator.state
@@ -113,20 +119,26 @@ def evaluate(model: Module, loader: Any, classes: list[str] | None = None, num_c
 class _Interrupt:
     """Turns the first SIGINT (Ctrl-C), SIGTERM or SIGHUP into a flag checked between steps;
     a second one aborts at once (KeyboardInterrupt). A signal the process ignores (``nohup``
-    ignores SIGHUP) stays ignored."""
+    ignores SIGHUP) stays ignored. ``deferred`` (distributed training): a signal sets ``pending``,
+    and ``requested`` is set when the ranks agree to stop, at the same step on every rank."""
 
     SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, deferred: bool = False) -> None:
         self.requested = False
+        self.pending = False
+        self.deferred = deferred
         self.signal_name = ""
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested or self.pending:
             raise KeyboardInterrupt
-        self.requested = True
+        if self.deferred:
+            self.pending = True
+        else:
+            self.requested = True
         self.signal_name = signal.Signals(signum).name
 
     def __enter__(self) -> _Interrupt:
@@ -182,6 +194,10 @@ def _owning_run_dir(fit_fn: Any) -> Any:
 
     @functools.wraps(fit_fn)
     def wrapper(model: Module, train: Any, val: Any = None, **kwargs: Any) -> History:
+        if kwargs.get("distributed"):  # [distributed] rank 0 alone owns the run directory
+            from ..distributed import run_fit
+
+            return run_fit(fit_fn, model, train, val, **kwargs)
         run_dir = kwargs.get("run_dir")
         if run_dir is None:
             return fit_fn(model, train, val, **kwargs)
@@ -218,6 +234,7 @@ def fit(
     callbacks: tuple[Any, ...] = (),
     handle_sigint: bool = True,
     restore_scheduler: bool = True,
+    distributed: Any = False,
 ) -> History:
     """Train ``model`` on ``train`` (a :class:`glassnet.data.DataLoader`) for ``epochs`` epochs.
 
@@ -241,6 +258,10 @@ def fit(
         restore_scheduler: on resume, load the scheduler's state from the checkpoint (True),
             or keep ``scheduler`` as given, already advanced to the current step (False: a
             run extended to more epochs, whose schedule was recomputed for the new length).
+        distributed: data-parallel training on MPI, this process one of the ranks (``True``: all of
+            ``MPI.COMM_WORLD``; or a :class:`glassnet.distributed.Context`, or an mpi4py communicator).
+            ``train.batch_size`` is per rank; see :mod:`glassnet.distributed`. Every rank gets the same
+            History; rank 0 alone writes the run directory.
 
     Returns the :class:`History`; ``history.status`` is "finished" or "interrupted".
     Raises :class:`TrainingError` on a non-finite loss or weights, or a diverged validation
@@ -261,6 +282,10 @@ def fit(
     run_path = Path(run_dir) if run_dir is not None else None
     if progress is None:
         progress = sys.stderr.isatty()
+    ddp = distributed or None  # [distributed] this rank's glassnet.distributed.Context
+    if ddp is not None:
+        train = ddp.shard(train)
+        progress = progress and ddp.is_root
     from tqdm.auto import tqdm
 
     history = History(config=dict(config or {}))
@@ -274,6 +299,13 @@ def fit(
         meta = ckpt.meta
         if meta.loader is None:
             raise CheckpointError(f"{ckpt.path}: holds no data-loader position: not a checkpoint of fit to resume")
+        world = ddp.size if ddp is not None else 1  # [distributed] resume with as many processes
+        if meta.world_size != world:
+            raise CheckpointError(
+                f"{ckpt.path} was written by a run of {meta.world_size} process(es) (world size {meta.world_size}), "
+                f"this one has world size {world}: resume it with {meta.world_size} (mpiexec -n {meta.world_size} "
+                f"or glassnet train --workers {meta.world_size}); each process's share of the data depends on it"
+            )
         ckpt.load_into(model)
         restore_optimizer(ckpt, optimizer)
         if scheduler is not None and not restore_scheduler:
@@ -281,7 +313,7 @@ def fit(
                 group["lr"] = lr
         elif scheduler is not None and meta.scheduler is not None:
             scheduler.load_state_dict(meta.scheduler["state"])
-        _restore_module_rngs(model, meta.rng.get("modules", {}))
+        _restore_module_rngs(model, meta.rng.get("modules", {}) if ddp is None else ddp.rank_rngs(meta.rng))
         train.load_state_dict(meta.loader)
         epoch, step = meta.epoch, meta.step
         acc_state.update(meta.extra.get("epoch_accumulators", {}))
@@ -293,6 +325,8 @@ def fit(
             history.best = old.best
             history.config = dict(config) if config else old.config
         history.status, history.message = "running", None
+    if ddp is not None:  # [distributed] rank 0's weights on every rank
+        ddp.start(model, resumed=resume)
 
     def check_weights(when: str) -> None:
         bad = non_finite_tensors(model.state_dict())
@@ -304,20 +338,27 @@ def fit(
 
     def save(path: Path) -> None:
         check_weights(f"before writing {path.name}")
+        rng: dict[str, Any] | None = {"modules": _module_rngs(model)}
+        if ddp is not None:  # [distributed] averaged batch-norm statistics, every rank's random streams; rank 0 writes
+            ddp.sync_running_stats(model)
+            rng = ddp.checkpoint_rngs(rng["modules"])
+            if not ddp.is_root:
+                return
         save_checkpoint(
             path, model, architecture=info.architecture, arch_kwargs=info.arch_kwargs, classes=info.classes,
             dataset=info.dataset, normalization=info.normalization, input_shape=info.input_shape, optimizer=optimizer,
-            scheduler=scheduler, epoch=epoch, step=step, rng={"modules": _module_rngs(model)},
+            scheduler=scheduler, epoch=epoch, step=step, rng=rng,
             loader=train.state_dict(),
             extra={"epoch_accumulators": dict(acc_state), "best_acc": best_acc, "bad_epochs": bad_epochs,
                    "epochs": epochs},
+            world_size=ddp.size if ddp is not None else 1,
         )  # fmt: skip
 
     last_history_write = 0.0
 
     def write_history(force: bool = False, full: bool = False) -> None:
         nonlocal last_history_write
-        if run_path is None:
+        if run_path is None or (ddp is not None and not ddp.is_root):  # [distributed] rank 0 writes
             return
         now = time.monotonic()
         if force or now - last_history_write > 2.0:
@@ -332,7 +373,7 @@ def fit(
         return f"epoch {epoch + 1}, step {step}"
 
     model.train()
-    with _Interrupt(handle_sigint) as interrupt, _Outcome(history, run_path, write_history, where):
+    with _Interrupt(handle_sigint, ddp is not None) as interrupt, _Outcome(history, run_path, write_history, where):
         while epoch < epochs:
             t_epoch = time.perf_counter()
             bar = tqdm(total=len(train), initial=train.state_dict().get("position", 0),
@@ -341,8 +382,13 @@ def fit(
             t_last, n_last = time.perf_counter(), 0
             for x, y in train:
                 try:
-                    logits = model(x)
-                    loss_value = loss_forward(logits, y)
+                    if ddp is not None:  # [distributed] this rank's part of the batch; gradients averaged over ranks
+                        loss_value, batch_correct, batch_n = ddp.forward_backward(
+                            model, loss_forward, _count_correct, x, y, interrupt, f"epoch {epoch + 1}, step {step + 1}"
+                        )
+                    else:
+                        logits = model(x)
+                        loss_value = loss_forward(logits, y)
                 except F.NonFiniteLossError as e:
                     bar.close()
                     history.status = "failed"
@@ -352,23 +398,24 @@ def fit(
                         history.message
                         + " (the update of this step was not applied and not saved; lower the learning rate?)"
                     ) from None
-                model.zero_grad()
-                loss_value.backward()
+                if ddp is None:
+                    model.zero_grad()
+                    loss_value.backward()
+                    batch_correct, batch_n = _count_correct(logits, y), len(y)
                 if clip_grad_norm is not None:
                     clip_grad_norm_(model.parameters(trainable_only=True), clip_grad_norm)
                 optimizer.step()
                 if scheduler is not None and scheduler_interval == "step":
                     scheduler.step()
                 step += 1
-                batch_correct = int(np.sum(np.argmax(logits.data, axis=1) == y))
-                acc_state["loss_sum"] += float(loss_value) * len(y)
+                acc_state["loss_sum"] += float(loss_value) * batch_n
                 acc_state["correct"] += batch_correct
-                acc_state["seen"] += len(y)
-                n_last += len(y)
+                acc_state["seen"] += batch_n
+                n_last += batch_n
                 if step % log_every == 0:
                     history.steps.append({
                         "step": step, "epoch": round(epoch + train.state_dict()["position"] / len(train), 4),
-                        "loss": float(loss_value), "acc": batch_correct / len(y),
+                        "loss": float(loss_value), "acc": batch_correct / batch_n,
                         "lr": float(optimizer.param_groups[0]["lr"]),
                     })  # fmt: skip
                     write_history()
@@ -392,6 +439,9 @@ def fit(
                 mid_epoch = False
             bar.close()
             acc_state["seconds"] += time.perf_counter() - t_epoch
+            if ddp is not None and not mid_epoch:  # [distributed] averaged batch-norm statistics, same weights
+                ddp.sync_running_stats(model)
+                ddp.check_identical(model, optimizer, f"after epoch {epoch + 1}")
             if interrupt.requested and mid_epoch:
                 history.status = "interrupted"
                 history.message = (
@@ -413,7 +463,7 @@ def fit(
             if val is not None:
                 check_weights("after the epoch's last step")
                 try:
-                    m = evaluate(model, val, info.classes)
+                    m = evaluate(model, val, info.classes) if ddp is None else ddp.evaluate(model, val, info.classes)
                 except F.NonFiniteLossError as e:
                     raise TrainingError(
                         f"the validation loss after epoch {epoch + 1} (step {step}) is not finite, the model diverged "
@@ -440,6 +490,9 @@ def fit(
                 hook = getattr(cb, "on_epoch_end", None)
                 if hook is not None and hook(history, model):
                     stop = True
+            if ddp is not None:  # [distributed] a stop asked on any rank (a callback, a signal) stops all
+                stop, requested = ddp.any_of(stop, interrupt.pending or interrupt.requested)
+                interrupt.requested = requested
             if progress:
                 val_txt = (
                     ""
