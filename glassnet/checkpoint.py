@@ -138,7 +138,9 @@ class CheckpointMeta:
     become inputs (:class:`glassnet.data.ImagePreprocessing`: size, mode, resize, interpolation;
     ``predict`` and ``evaluate`` apply it to new images); ``data_folder`` is the image folder a
     model was trained on (``glassnet train --data PATH``). ``epoch``, ``step``, ``optimizer`` / ``scheduler``
-    (``{"type", "state"}``), ``rng``, ``loader`` and ``extra`` let training resume exactly.
+    (``{"type", "state"}``), ``rng``, ``loader`` and ``extra`` let training resume exactly;
+    ``world_size`` is the number of processes that trained it (``glassnet.distributed``: a
+    run resumes only with as many, since each one's share of the data depends on it).
     ``sha256`` maps every tensor to the SHA-256 of its bytes (filled in when written).
     """
 
@@ -158,6 +160,7 @@ class CheckpointMeta:
     rng: dict[str, Any] = field(default_factory=dict)
     loader: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1
     glassnet_version: str = __version__
     sha256: dict[str, str] = field(default_factory=dict)
 
@@ -246,6 +249,7 @@ class CheckpointMeta:
         )
         for name in ("epoch", "step"):
             opt(name, lambda v: _is_int(v) and v >= 0, "a non-negative integer")
+        opt("world_size", lambda v: _is_int(v) and v >= 1, "a positive integer")
         for name in ("optimizer", "scheduler"):
             opt(
                 name,
@@ -470,8 +474,11 @@ def save_checkpoint(
     rng: dict[str, Any] | None = None,
     loader: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    world_size: int = 1,
 ) -> Path:
     """Write ``model`` (and optionally optimiser/scheduler state) to ``path`` atomically.
+
+    ``world_size``: the number of data-parallel processes that trained it (see :mod:`glassnet.distributed`).
 
     Refuses (:class:`CheckpointError`) weights holding NaN or infinity.
     """
@@ -493,6 +500,7 @@ def save_checkpoint(
         rng=dict(rng or {}),
         loader=loader,
         extra=dict(extra or {}),
+        world_size=int(world_size),
     )
     if optimizer is not None:
         from .optim import flatten_state

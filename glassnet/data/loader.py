@@ -198,10 +198,15 @@ class DataLoader:
 
     def _make_batch(self, order: np.ndarray, epoch: int, b: int) -> Batch:
         idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+        return self._assemble(idx, [self.seed, epoch, b, 1])
+
+    def _assemble(self, idx: np.ndarray, rng_key: list[int]) -> Batch:
+        """The batch of samples ``idx``, augmented with ``default_rng(rng_key)`` (also used by
+        :class:`glassnet.distributed.ShardedLoader` for one rank's part of a global batch)."""
         x = self.images[idx]
         x = x.astype(np.float32) / np.float32(255) if x.dtype == np.uint8 else x.astype(np.float32)
-        if self.transform is not None:
-            rng = np.random.default_rng([self.seed, epoch, b, 1])
+        if self.transform is not None and len(idx):
+            rng = np.random.default_rng(rng_key)
             x = np.asarray(self.transform(x, rng), dtype=np.float32)
         if self.mean is not None and self.std is not None:
             x = (x - self.mean[:, None, None]) / self.std[:, None, None]

@@ -87,8 +87,11 @@ def _limit(ds: Dataset, n: int | None) -> Dataset:
     return ds.subset(list(range(n)), split=ds.split)
 
 
-def build_run(config: dict[str, Any], download: bool = False, progress: bool | None = None) -> Run:
+def build_run(config: dict[str, Any], download: bool = False, progress: bool | None = None, world_size: int = 1) -> Run:
     """Datasets, loaders, model, optimiser and schedule for ``config`` (unknown keys are errors).
+
+    ``world_size``: processes training together (:mod:`glassnet.distributed`); the loader's batch
+    size is per process, and the schedule counts global batches of ``world_size * batch_size``.
 
     Missing dataset files are an error saying where to put them (``download=True`` fetches
     them instead); so is an empty training or validation split. ``config["data"]`` may be a
@@ -165,6 +168,7 @@ def _optimizer_and_schedule(cfg: dict[str, Any], model: Module, steps_per_epoch:
         opt = optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"] or 1e-2)
     else:
         opt = optim.RMSprop(params, lr=lr, weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
+    steps_per_epoch = -(-len(train) // world_size)  # [distributed] global batches
     interval = "epoch"
     sched: Any = None
     if cfg["schedule"] == "step":

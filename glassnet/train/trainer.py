@@ -18,7 +18,9 @@ update (inside the batch loop, CONCEPTS J7). Around that loop:
   are on disk;
 * exact resume: weights, optimiser and scheduler state, epoch, step, the data
   loader's position and every random state are in the checkpoint, so an interrupted
-  and resumed run ends with the same weights as an uninterrupted one.
+  and resumed run ends with the same weights as an uninterrupted one;
+* data parallelism on MPI (``distributed=True``): the few places marked ``[distributed]``
+  call into :mod:`glassnet.distributed`, which says what each rank does.
 """
 
 from __future__ import annotations
@@ -180,20 +182,26 @@ def _evaluate_binary(model: Module, loader: Any, classes: list[str] | None, thre
 class _Interrupt:
     """Turns the first SIGINT (Ctrl-C), SIGTERM or SIGHUP into a flag checked between steps;
     a second one aborts at once (KeyboardInterrupt). A signal the process ignores (``nohup``
-    ignores SIGHUP) stays ignored."""
+    ignores SIGHUP) stays ignored. ``deferred`` (distributed training): a signal sets ``pending``,
+    and ``requested`` is set when the ranks agree to stop, at the same step on every rank."""
 
     SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, deferred: bool = False) -> None:
         self.requested = False
+        self.pending = False
+        self.deferred = deferred
         self.signal_name = ""
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested or self.pending:
             raise KeyboardInterrupt
-        self.requested = True
+        if self.deferred:
+            self.pending = True
+        else:
+            self.requested = True
         self.signal_name = signal.Signals(signum).name
 
     def __enter__(self) -> _Interrupt:
@@ -249,6 +257,10 @@ def _owning_run_dir(fit_fn: Any) -> Any:
 
     @functools.wraps(fit_fn)
     def wrapper(model: Module, train: Any, val: Any = None, **kwargs: Any) -> History:
+        if kwargs.get("distributed"):  # [distributed] rank 0 alone owns the run directory
+            from ..distributed import run_fit
+
+            return run_fit(fit_fn, model, train, val, **kwargs)
         run_dir = kwargs.get("run_dir")
         if run_dir is None:
             return fit_fn(model, train, val, **kwargs)
@@ -285,6 +297,7 @@ def fit(
     callbacks: tuple[Any, ...] = (),
     handle_sigint: bool = True,
     restore_scheduler: bool = True,
+    distributed: Any = False,
 ) -> History:
     """Train ``model`` on ``train`` (a :class:`glassnet.data.DataLoader`) for ``epochs`` epochs.
 
@@ -311,6 +324,10 @@ def fit(
         restore_scheduler: on resume, load the scheduler's state from the checkpoint (True),
             or keep ``scheduler`` as given, already advanced to the current step (False: a
             run extended to more epochs, whose schedule was recomputed for the new length).
+        distributed: data-parallel training on MPI, this process one of the ranks (``True``: all of
+            ``MPI.COMM_WORLD``; or a :class:`glassnet.distributed.Context`, or an mpi4py communicator).
+            ``train.batch_size`` is per rank; see :mod:`glassnet.distributed`. Every rank gets the same
+            History; rank 0 alone writes the run directory.
 
     Returns the :class:`History`; ``history.status`` is "finished" or "interrupted".
     Raises :class:`TrainingError` on a non-finite loss or weights, or a diverged validation
@@ -333,6 +350,14 @@ def fit(
     loss_forward = _loss_fn(loss or ("binary_cross_entropy" if task == "binary" else "cross_entropy"), label_smoothing)
     run_path = Path(run_dir) if run_dir is not None else None
     progress = show_progress(progress)
+    ddp = distributed or None  # [distributed] this rank's glassnet.distributed.Context
+
+    def count_correct(logits: Any, y: np.ndarray) -> int:
+        return _n_correct(logits.data, y, task)
+
+    if ddp is not None:
+        train = ddp.shard(train)
+        progress = progress and ddp.is_root
     from tqdm.auto import tqdm
 
     history = History(config=dict(config or {}))
@@ -346,6 +371,13 @@ def fit(
         meta = ckpt.meta
         if meta.loader is None:
             raise CheckpointError(f"{ckpt.path}: holds no data-loader position: not a checkpoint of fit to resume")
+        world = ddp.size if ddp is not None else 1  # [distributed] resume with as many processes
+        if meta.world_size != world:
+            raise CheckpointError(
+                f"{ckpt.path} was written by a run of {meta.world_size} process(es) (world size {meta.world_size}), "
+                f"this one has world size {world}: resume it with {meta.world_size} (mpiexec -n {meta.world_size} "
+                f"or glassnet train --workers {meta.world_size}); each process's share of the data depends on it"
+            )
         ckpt.load_into(model)
         restore_optimizer(ckpt, optimizer)
         if scheduler is not None and not restore_scheduler:
@@ -353,7 +385,7 @@ def fit(
                 group["lr"] = lr
         elif scheduler is not None and meta.scheduler is not None:
             scheduler.load_state_dict(meta.scheduler["state"])
-        _restore_module_rngs(model, meta.rng.get("modules", {}))
+        _restore_module_rngs(model, meta.rng.get("modules", {}) if ddp is None else ddp.rank_rngs(meta.rng))
         train.load_state_dict(meta.loader)
         epoch, step = meta.epoch, meta.step
         acc_state.update(meta.extra.get("epoch_accumulators", {}))
@@ -365,6 +397,8 @@ def fit(
             history.best = old.best
             history.config = dict(config) if config else old.config
         history.status, history.message = "running", None
+    if ddp is not None:  # [distributed] rank 0's weights on every rank
+        ddp.start(model, resumed=resume)
 
     def check_weights(when: str) -> None:
         bad = non_finite_tensors(model.state_dict())
@@ -376,21 +410,28 @@ def fit(
 
     def save(path: Path) -> None:
         check_weights(f"before writing {path.name}")
+        rng: dict[str, Any] | None = {"modules": _module_rngs(model)}
+        if ddp is not None:  # [distributed] averaged batch-norm statistics, every rank's random streams; rank 0 writes
+            ddp.sync_running_stats(model)
+            rng = ddp.checkpoint_rngs(rng["modules"])
+            if not ddp.is_root:
+                return
         save_checkpoint(
             path, model, architecture=info.architecture, arch_kwargs=info.arch_kwargs, classes=info.classes,
             dataset=info.dataset, normalization=info.normalization, input_shape=info.input_shape, task=info.task,
             preprocessing=info.preprocessing, data_folder=info.data_folder, optimizer=optimizer,
-            scheduler=scheduler, epoch=epoch, step=step, rng={"modules": _module_rngs(model)},
+            scheduler=scheduler, epoch=epoch, step=step, rng=rng,
             loader=train.state_dict(),
             extra={"epoch_accumulators": dict(acc_state), "best_acc": best_acc, "bad_epochs": bad_epochs,
                    "epochs": epochs},
+            world_size=ddp.size if ddp is not None else 1,
         )  # fmt: skip
 
     last_history_write = 0.0
 
     def write_history(force: bool = False, full: bool = False) -> None:
         nonlocal last_history_write
-        if run_path is None:
+        if run_path is None or (ddp is not None and not ddp.is_root):  # [distributed] rank 0 writes
             return
         now = time.monotonic()
         if force or now - last_history_write > 2.0:
@@ -405,7 +446,7 @@ def fit(
         return f"epoch {epoch + 1}, step {step}"
 
     model.train()
-    with _Interrupt(handle_sigint) as interrupt, _Outcome(history, run_path, write_history, where):
+    with _Interrupt(handle_sigint, ddp is not None) as interrupt, _Outcome(history, run_path, write_history, where):
         while epoch < epochs:
             t_epoch = time.perf_counter()
             bar = tqdm(total=len(train), initial=train.state_dict().get("position", 0),
@@ -414,8 +455,13 @@ def fit(
             t_last, n_last = time.perf_counter(), 0
             for x, y in train:
                 try:
-                    logits = model(x)
-                    loss_value = loss_forward(logits, y)
+                    if ddp is not None:  # [distributed] this rank's part of the batch; gradients averaged over ranks
+                        loss_value, batch_correct, batch_n = ddp.forward_backward(
+                            model, loss_forward, count_correct, x, y, interrupt, f"epoch {epoch + 1}, step {step + 1}"
+                        )
+                    else:
+                        logits = model(x)
+                        loss_value = loss_forward(logits, y)
                 except F.NonFiniteLossError as e:
                     bar.close()
                     history.status = "failed"
@@ -425,23 +471,24 @@ def fit(
                         history.message
                         + " (the update of this step was not applied and not saved; lower the learning rate?)"
                     ) from None
-                model.zero_grad()
-                loss_value.backward()
+                if ddp is None:
+                    model.zero_grad()
+                    loss_value.backward()
+                    batch_correct, batch_n = count_correct(logits, y), len(y)
                 if clip_grad_norm is not None:
                     clip_grad_norm_(model.parameters(trainable_only=True), clip_grad_norm)
                 optimizer.step()
                 if scheduler is not None and scheduler_interval == "step":
                     scheduler.step()
                 step += 1
-                batch_correct = _n_correct(logits.data, y, task)
-                acc_state["loss_sum"] += float(loss_value) * len(y)
+                acc_state["loss_sum"] += float(loss_value) * batch_n
                 acc_state["correct"] += batch_correct
-                acc_state["seen"] += len(y)
-                n_last += len(y)
+                acc_state["seen"] += batch_n
+                n_last += batch_n
                 if step % log_every == 0:
                     history.steps.append({
                         "step": step, "epoch": round(epoch + train.state_dict()["position"] / len(train), 4),
-                        "loss": float(loss_value), "acc": batch_correct / len(y),
+                        "loss": float(loss_value), "acc": batch_correct / batch_n,
                         "lr": float(optimizer.param_groups[0]["lr"]),
                     })  # fmt: skip
                     write_history()
@@ -465,6 +512,9 @@ def fit(
                 mid_epoch = False
             bar.close()
             acc_state["seconds"] += time.perf_counter() - t_epoch
+            if ddp is not None and not mid_epoch:  # [distributed] averaged batch-norm statistics, same weights
+                ddp.sync_running_stats(model)
+                ddp.check_identical(model, optimizer, f"after epoch {epoch + 1}")
             if interrupt.requested and mid_epoch:
                 history.status = "interrupted"
                 history.message = (
@@ -486,7 +536,10 @@ def fit(
             if val is not None:
                 check_weights("after the epoch's last step")
                 try:
-                    m = evaluate(model, val, info.classes, task=task)
+                    if ddp is None:
+                        m = evaluate(model, val, info.classes, task=task)
+                    else:
+                        m = ddp.evaluate(model, val, info.classes)
                 except F.NonFiniteLossError as e:
                     raise TrainingError(
                         f"the validation loss after epoch {epoch + 1} (step {step}) is not finite, the model diverged "
@@ -513,6 +566,9 @@ def fit(
                 hook = getattr(cb, "on_epoch_end", None)
                 if hook is not None and hook(history, model):
                     stop = True
+            if ddp is not None:  # [distributed] a stop asked on any rank (a callback, a signal) stops all
+                stop, requested = ddp.any_of(stop, interrupt.pending or interrupt.requested)
+                interrupt.requested = requested
             if progress:
                 val_txt = (
                     ""
