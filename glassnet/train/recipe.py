@@ -114,7 +114,7 @@ def build_run(config: dict[str, Any], download: bool = False, progress: bool | N
         raise ValueError("--pretrained models train on a folder of images (--data PATH), not on built-in datasets")
     if is_folder_source(cfg["data"]):
         parts = folder_parts(cfg, seed, progress)
-        opt, sched, interval = _optimizer_and_schedule(cfg, parts.model, len(parts.train))
+        opt, sched, interval = _optimizer_and_schedule(cfg, parts.model, -(-len(parts.train) // world_size))
         return Run(cfg, parts.model, parts.train, parts.val, parts.test, opt, sched, interval, parts.info,
                    parts.test_name, parts.notes)  # fmt: skip
     if cfg["task"] not in ("auto", "multiclass"):
@@ -144,7 +144,7 @@ def build_run(config: dict[str, Any], download: bool = False, progress: bool | N
     test = DataLoader(test_ds, 256, normalize=norm)
     kwargs = {"num_classes": full_train.num_classes, "in_channels": c, **cfg["model_kwargs"]}
     model = get_model(cfg["model"], rng=seed, **kwargs)
-    opt, sched, interval = _optimizer_and_schedule(cfg, model, len(train))
+    opt, sched, interval = _optimizer_and_schedule(cfg, model, -(-len(train) // world_size))  # [distributed]
     info = RunInfo(
         architecture=cfg["model"], arch_kwargs=kwargs, classes=list(full_train.classes),
         normalization={"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
@@ -168,7 +168,6 @@ def _optimizer_and_schedule(cfg: dict[str, Any], model: Module, steps_per_epoch:
         opt = optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"] or 1e-2)
     else:
         opt = optim.RMSprop(params, lr=lr, weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
-    steps_per_epoch = -(-len(train) // world_size)  # [distributed] global batches
     interval = "epoch"
     sched: Any = None
     if cfg["schedule"] == "step":
