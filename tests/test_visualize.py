@@ -142,12 +142,12 @@ def test_override_backward_swaps_one_rule_for_the_block() -> None:
     x = glassnet.Tensor(np.array([-1.0, 2.0, 3.0]), requires_grad=True)
     g = np.array([5.0, -4.0, 6.0])
     y = F.relu(x)
-    assert y.grad_fn.backward_fn is F.relu_backward
+    assert y.grad_fn.backward_fn is F.relu.reference_backward
     with guided_relu():
         assert y.grad_fn.backward_fn.__name__ == "guided_relu_backward"  # a learner can see the rule change
         y.backward(g, retain_graph=True)
     np.testing.assert_array_equal(x.grad, [0.0, 0.0, 6.0])  # only where x > 0 *and* g > 0
-    assert y.grad_fn.backward_fn is F.relu_backward  # restored on exit
+    assert y.grad_fn.backward_fn is F.relu.reference_backward  # restored on exit
     x.grad = None
     y.backward(g)
     np.testing.assert_array_equal(x.grad, [0.0, -4.0, 6.0])
@@ -168,11 +168,11 @@ def test_override_backward_nests_restores_after_errors_and_stays_in_its_thread()
             t = threading.Thread(target=lambda: other.append(F.relu.backward_for("reference")))
             t.start()
             t.join()
-            assert other == [F.relu_backward]  # another thread keeps the op's own rule
+            assert other == [F.relu.reference_backward]  # another thread keeps the op's own rule
         assert F.relu.backward_for("reference") is double
     with pytest.raises(KeyError), F.relu.override_backward(double):
         raise KeyError("inside")
-    assert F.relu.backward_for("reference") is F.relu_backward
+    assert F.relu.backward_for("reference") is F.relu.reference_backward
 
 
 # ------------------------------------------------------------------------------ parity with torch
@@ -316,7 +316,7 @@ def test_models_are_left_as_they_were() -> None:
         with pytest.raises(ValueError):
             bad()
         unchanged()
-    assert F.relu.backward_for("reference") is F.relu_backward
+    assert F.relu.backward_for("reference") is F.relu.reference_backward
 
 
 def test_errors_name_the_bad_value_and_the_valid_layers() -> None:

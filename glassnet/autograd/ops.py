@@ -127,7 +127,9 @@ def pow_forward(a: Any, exponent: Any) -> tuple[Any, Context]:
 
 
 def pow_backward(g: Any, ctx: Context) -> tuple[Any]:
-    """∂(aᵖ)/∂a = p·aᵖ⁻¹."""
+    """∂(aᵖ)/∂a = p·aᵖ⁻¹; for p = 0 the gradient is 0 everywhere, a = 0 included (as in PyTorch)."""
+    if ctx.p == 0:
+        return (array_namespace(g).zeros_like(g),)  # p·aᵖ⁻¹ would be 0·∞ = NaN at a = 0
     return (g * ctx.p * ctx.a ** (ctx.p - 1),)
 
 
@@ -146,6 +148,20 @@ def neg_backward(g: Any, ctx: Context) -> tuple[Any]:
 neg = Op(neg_forward, neg_backward)
 
 
+def abs_forward(a: Any) -> tuple[Any, Context]:
+    """|a| element-wise."""
+    xp = array_namespace(a)
+    return xp.abs(a), Context(a=a)
+
+
+def abs_backward(g: Any, ctx: Context) -> tuple[Any]:
+    """∂|a|/∂a = sign(a) (0 at a = 0, as in PyTorch)."""
+    return (g * array_namespace(g).sign(ctx.a),)
+
+
+abs_ = Op(abs_forward, abs_backward, name="abs")
+
+
 def matmul_forward(a: Any, b: Any) -> tuple[Any, Context]:
     """a @ b: [..., m, k] @ [..., k, n] → [..., m, n] (1-D operands as vectors, as in NumPy)."""
     xp = array_namespace(a, b)
@@ -159,10 +175,10 @@ def matmul_backward(g: Any, ctx: Context) -> tuple[Any, Any]:
     a2 = xp.reshape(a, (1, -1)) if a.ndim == 1 else a
     b2 = xp.reshape(b, (-1, 1)) if b.ndim == 1 else b
     g2 = g
+    if b.ndim == 1:  # first: for vector @ vector, g is 0-d and has no axis -2 yet
+        g2 = xp.expand_dims(g2, axis=-1)
     if a.ndim == 1:
         g2 = xp.expand_dims(g2, axis=-2)
-    if b.ndim == 1:
-        g2 = xp.expand_dims(g2, axis=-1)
     da = xp.matmul(g2, xp.matrix_transpose(b2))
     db = xp.matmul(xp.matrix_transpose(a2), g2)
     da = xp.reshape(unbroadcast(da, a2.shape if a.ndim > 1 else (1, a.shape[0])), a.shape)
@@ -199,6 +215,25 @@ def cast_backward(g: Any, ctx: Context) -> tuple[Any]:
 
 
 cast = Op(cast_forward, cast_backward, meta=lambda a, dtype=None: Meta(tuple(a.shape), np.dtype(dtype)))
+
+
+def to_device_forward(a: Any, device: Any = None) -> tuple[Any, Context]:
+    """a moved to ``device`` ("cpu": NumPy, "cuda": CuPy)."""
+    from ..backend import device_of, move
+
+    ctx = Context(numpy=isinstance(a, np.ndarray), xp=array_namespace(a), device=device_of(a))
+    return move(a, device), ctx
+
+
+def to_device_backward(g: Any, ctx: Context) -> tuple[Any]:
+    """The gradient moves back to where the input lives."""
+    from ..backend import to_numpy
+
+    g = to_numpy(g)
+    return (g if ctx.numpy else ctx.xp.asarray(g, device=ctx.device),)
+
+
+to_device = Op(to_device_forward, to_device_backward, meta=lambda a, device=None: Meta(tuple(a.shape), a.dtype))
 
 
 # -- shapes ----------------------------------------------------------------------------------
@@ -455,6 +490,7 @@ Tensor.__matmul__ = lambda self, other: matmul(self, other)  # type: ignore[attr
 Tensor.__rmatmul__ = _rev(matmul)  # type: ignore[attr-defined]
 Tensor.__pow__ = lambda self, p: pow_(self, p)  # type: ignore[attr-defined]
 Tensor.__neg__ = lambda self: neg(self)  # type: ignore[attr-defined]
+Tensor.__abs__ = lambda self: abs_(self)  # type: ignore[attr-defined]
 Tensor.__getitem__ = lambda self, index: getitem(self, index.data if isinstance(index, Tensor) else index)  # type: ignore[attr-defined]
 
 
@@ -482,6 +518,8 @@ def _transpose(self: Tensor, *axes: Any) -> Tensor:
 
 def _flatten(self: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     nd = self.ndim
+    if nd == 0:
+        return reshape(self, (1,))  # a 0-d tensor flattens to one element, as in torch
     s, e = start_dim % nd, end_dim % nd
     shape = (*self.shape[:s], int(np.prod(self.shape[s : e + 1], dtype=np.int64)), *self.shape[e + 1 :])
     return reshape(self, shape)
@@ -493,9 +531,22 @@ Tensor.permute = _permute  # type: ignore[attr-defined]
 Tensor.transpose = _transpose  # type: ignore[attr-defined]
 Tensor.T = property(lambda self: permute(self, None))  # type: ignore[attr-defined]
 Tensor.flatten = _flatten  # type: ignore[attr-defined]
-Tensor.sum = lambda self, axis=None, keepdims=False: sum_(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
-Tensor.mean = lambda self, axis=None, keepdims=False: mean(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
-Tensor.max = lambda self, axis=None, keepdims=False: max_(self, axis=axis, keepdims=keepdims)  # type: ignore[attr-defined]
+
+
+def _reducer(op: Op) -> Any:
+    def method(self: Tensor, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False) -> Tensor:
+        if out is not None:
+            raise TypeError(f"Tensor.{op.__name__}: out= is not supported")
+        result = op(self, axis=axis, keepdims=keepdims)
+        return result if dtype is None else result.astype(dtype)
+
+    method.__doc__ = f"Differentiable {op.__name__} over ``axis`` (NumPy's ``np.{op.__name__}(t)`` lands here too)."
+    return method
+
+
+Tensor.sum = _reducer(sum_)  # type: ignore[attr-defined]
+Tensor.mean = _reducer(mean)  # type: ignore[attr-defined]
+Tensor.max = _reducer(max_)  # type: ignore[attr-defined]
 
 
 def cat(tensors: Any, axis: int = 0) -> Any:

@@ -25,7 +25,6 @@ file                ops
 ==================  ==========================================
 """
 
-from . import meta  # noqa: F401  (shape-only rules for glassnet.trace where an op has none)
 from ._op import Context, Op, front_pair
 from .activation import leaky_relu, log_softmax, relu, relu6, sigmoid, softmax, tanh
 from .conv import conv2d

@@ -192,12 +192,12 @@ def conv2d_meta(
     flip: bool = False,
     algorithm: str | None = None,
 ) -> Meta:
-    """Shape-only conv2d: [N, F, H_out, W_out], N·F·H_out·W_out·(C/groups)·k_h·k_w MACs, window (k, s, d)."""
+    """Shape-only conv2d: [N, F, H_out, W_out], N·F·H_out·W_out·(C/groups)·k_h·k_w MACs, window (k, s, d, pads)."""
     _check(x, weight, bias, groups)
-    stride, dilation, _, (ho, wo) = conv2d_geometry(tuple(x.shape), tuple(weight.shape), stride, padding, dilation)
+    stride, dilation, pads, (ho, wo) = conv2d_geometry(tuple(x.shape), tuple(weight.shape), stride, padding, dilation)
     n, f = x.shape[0], weight.shape[0]
     macs = n * f * ho * wo * math.prod(weight.shape[1:])
-    return Meta((n, f, ho, wo), macs=macs, window=(tuple(weight.shape[2:]), stride, dilation))
+    return Meta((n, f, ho, wo), macs=macs, window=(tuple(weight.shape[2:]), stride, dilation, pads))
 
 
 conv2d = Op(conv2d_forward, conv2d_backward, meta=conv2d_meta)

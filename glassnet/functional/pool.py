@@ -121,9 +121,11 @@ def max_pool2d_backward(grad: Any, ctx: Context) -> tuple[Any]:
 def max_pool2d_meta(
     x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False
 ) -> Meta:
-    """Shape-only max pooling: [N, C, H_out, W_out], window (k, s, d)."""
-    k, s, d, _, out_hw = pool_geometry("max_pool2d", tuple(x.shape), kernel_size, stride, padding, dilation, ceil_mode)
-    return Meta((*x.shape[:2], *out_hw), window=(k, s, d))
+    """Shape-only max pooling: [N, C, H_out, W_out], window (k, s, d, pads)."""
+    k, s, d, pads, out_hw = pool_geometry(
+        "max_pool2d", tuple(x.shape), kernel_size, stride, padding, dilation, ceil_mode
+    )
+    return Meta((*x.shape[:2], *out_hw), window=(k, s, d, pads))
 
 
 max_pool2d = Op(max_pool2d_forward, max_pool2d_backward, meta=max_pool2d_meta)
@@ -193,8 +195,8 @@ def avg_pool2d_backward(grad: Any, ctx: Context) -> tuple[Any]:
 def _avg_pool2d_meta(
     x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False, *_: Any, **__: Any
 ) -> Meta:
-    k, s, d, _, out_hw = pool_geometry("avg_pool2d", tuple(x.shape), kernel_size, stride, padding, 1, ceil_mode)
-    return Meta((*x.shape[:2], *out_hw), window=(k, s, d))
+    k, s, d, pads, out_hw = pool_geometry("avg_pool2d", tuple(x.shape), kernel_size, stride, padding, 1, ceil_mode)
+    return Meta((*x.shape[:2], *out_hw), window=(k, s, d, pads))
 
 
 avg_pool2d = Op(avg_pool2d_forward, avg_pool2d_backward, meta=_avg_pool2d_meta)

@@ -442,8 +442,8 @@ def _ex_adaptive(ex: _Exporter, node: Node, out: str) -> str:
         kh, kw = h // oh, w // ow
         return ex.emit("AveragePool", [x], [out], kernel_shape=[kh, kw], strides=[kh, kw], pads=[0, 0, 0, 0])
     # overlapping windows: out = Ph · x · Pwᵀ, glassnet's own averaging matrices
-    pw_t = ex.const(_adaptive_matrix(w, ow, np.dtype(np.float64)).T.copy(), f"{ex.node_name}/avg_w")
-    ph = ex.const(_adaptive_matrix(h, oh, np.dtype(np.float64)), f"{ex.node_name}/avg_h")
+    pw_t = ex.const(np.asarray(_adaptive_matrix(w, ow), dtype=np.float64).T.copy(), f"{ex.node_name}/avg_w")
+    ph = ex.const(np.asarray(_adaptive_matrix(h, oh), dtype=np.float64), f"{ex.node_name}/avg_h")
     y = ex.emit("MatMul", [x, pw_t])
     return ex.emit("MatMul", [ph, y], [out])
 
