@@ -118,3 +118,16 @@ def test_looks_channels_last() -> None:
     assert not looks_channels_last((8, 3, 32, 32), 3)
     assert not looks_channels_last((3, 32, 3), 3)  # channels on both ends: channels first wins
     assert not looks_channels_last((32, 3), 3)
+
+
+def test_a_model_fed_channels_last_says_how_to_convert() -> None:
+    import glassnet
+    from glassnet.data.layout import nhwc_to_nchw
+    from glassnet.models import tf_cnn
+
+    model = tf_cnn(rng=0)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"looks channels-last \[N, H, W, C\]: convert with glassnet.data.layout"):
+        model(x)
+    with glassnet.no_grad():
+        assert model(nhwc_to_nchw(x)).shape == (2, 10)

@@ -109,6 +109,12 @@ class Conv2d(Module):
         if len(shape) != 4:
             raise ValueError(f"{self._name()} expected a 4-D input [N, C, H, W], got shape {tuple(shape)}")
         if shape[1] != self.in_channels:
+            if shape[-1] == self.in_channels:  # channels last (Keras's input_shape=(32, 32, 3))
+                raise ValueError(
+                    f"{self._name()} expected [N, C, H, W] with C = {self.in_channels}, got shape {tuple(shape)}, "
+                    "which looks channels-last [N, H, W, C]: convert with glassnet.data.layout.nhwc_to_nchw(x) "
+                    "(or x.transpose(0, 3, 1, 2))"
+                )
             raise ValueError(f"{self._name()} expected {self.in_channels} input channels, got {shape[1]}")
 
     def forward(self, x: Any) -> Any:
