@@ -122,11 +122,15 @@ def test_a_second_trainer_is_refused_with_the_holders_pid_and_sigterm_checkpoint
     wait_for_step(a, out / "last.safetensors", 3)
     lock = json.loads((out / "run.lock").read_text())
     assert lock["pid"] == a.pid and lock["host"] == socket.gethostname()
-    for args in (["train", *ARGS, "--out", out], ["train", "--resume", out, "--quiet"]):
-        b = run_cli(*args, cwd=tmp_path)
-        assert b.returncode == 2, b.stderr
-        line = one_error_line(b.stderr)
-        assert f"in use by another trainer: PID {a.pid}" in line, line
+    a.send_signal(signal.SIGSTOP)  # A holds the lock, alive but paused: it cannot finish while B knocks
+    try:
+        for args in (["train", *ARGS, "--out", out], ["train", "--resume", out, "--quiet"]):
+            b = run_cli(*args, cwd=tmp_path)
+            assert b.returncode == 2, b.stderr
+            line = one_error_line(b.stderr)
+            assert f"in use by another trainer: PID {a.pid}" in line, line
+    finally:
+        a.send_signal(signal.SIGCONT)
     assert a.poll() is None  # the first one was not disturbed
 
     a.send_signal(signal.SIGTERM)
