@@ -367,3 +367,52 @@ def test_why_view(page: object, server: str, e2e_runs: Path) -> None:
     page.evaluate("window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
     page.screenshot(path=str(ARTIFACTS / "why.png"), full_page=False)
+
+
+# ----------------------------------------------------------------------------- backprop, step by step
+
+
+def test_backprop_view(page: object, server: str, e2e_runs: Path) -> None:
+    import glassnet.functional as F
+    from glassnet.checkpoint import load_checkpoint
+    from glassnet.data import load_dataset
+
+    page.goto(server + "#backprop")
+    wait_text(page, "#b-meta", "computed in float64")
+    # every layer, in the order the gradient reaches it, then the input
+    sync_api.expect(page.locator("#b-layers .bp-layer")).to_have_count(13, timeout=30_000)
+    order = page.locator("#b-layers .bp-layer").evaluate_all("els => els.map(e => e.dataset.layer)")
+    assert order == [str(k) for k in range(11, -1, -1)] + ["input"]
+    wait_text(page, "#b-summary", "0 failed")
+    assert page.locator("#b-layers .badge.fail").count() == 0
+    assert page.locator("#b-layers .badge.pass").count() >= 10
+    # the loss shown is the cross-entropy of test image 0 with its label, in float64
+    ckpt = load_checkpoint(e2e_runs / "lenet5-lr0.01" / "last.safetensors")
+    model = ckpt.build_model().to(np.float64).eval()
+    test = load_dataset("shapes", "test")
+    norm = ckpt.meta.normalization
+    x = ((test.images[:1].astype(np.float64) / 255 - norm["mean"][0]) / norm["std"][0]).astype(np.float32)
+    loss = float(F.cross_entropy(model(x.astype(np.float64)), test.labels[:1]).data)
+    wait_text(page, "#b-loss-value", js_fmt(loss, 6))
+    # step through: back to the loss, then one layer at a time
+    page.click("#b-first")
+    wait_text(page, "#b-step", "step 0 of 13: the loss")
+    assert page.locator("#b-layers .bp-layer.waiting").count() == 13
+    page.click("#b-next")
+    wait_text(page, "#b-step", "step 1 of 13: 11 (Linear)")
+    page.click("#b-next")
+    page.click("#b-next")
+    wait_text(page, "#b-step", "step 3 of 13: 9 (Linear)")
+    assert page.locator("#b-layers .bp-layer.current").get_attribute("data-layer") == "9"
+    assert page.locator("#b-layers .bp-layer.waiting").count() == 10
+    wait_text(page, "#b-layers [data-layer='9']", "glassnet.functional.linear.linear_backward")
+    wait_text(page, "#b-layers [data-layer='9']", "9.weight")
+    no_error_banner(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(ARTIFACTS / "backprop.png"), full_page=False)
+    # another image: the whole backward pass again
+    page.locator("#b-tests button[data-index='5']").click()
+    wait_text(page, "#b-input-caption", "test image 5")
+    sync_api.expect(page.locator("#b-layers .bp-layer")).to_have_count(13)
+    no_error_banner(page)

@@ -687,7 +687,9 @@ function switchSource(v) {
 async function runActivations(image) {
   if (!X.ckpt) return;
   X.lastImage = image;
+  const gen = (X.gen = (X.gen || 0) + 1);
   const res = await api("/api/activations", { json: { checkpoint: X.ckpt, image, invert: $("x-invert").checked } });
+  if (gen !== X.gen) return; // a later request (another image or checkpoint) has been sent meanwhile
   showError(null);
   X.result = res;
   X.inputImg = await loadImage(res.input.png);
