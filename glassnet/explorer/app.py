@@ -21,7 +21,8 @@ Routes (all answers JSON; errors are ``{"error": message}`` with a 4xx status):
 * ``GET  /api/jobs/{id}?since=``               a background job's progress and results; ``DELETE`` cancels it
 
 The views added later install their own routes: :mod:`._why` (``/api/why``, ``/api/why/layers``,
-``/api/why/confusion``, ``/api/runs/{name}/metrics``) and :mod:`._backprop` (``/api/backprop``).
+``/api/why/confusion``, ``/api/runs/{name}/metrics``) and :mod:`._backprop` (``/api/backprop``),
+:mod:`._playground` (``/api/playground/summary``, ``/api/playground/train``).
 """
 
 from __future__ import annotations
@@ -381,7 +382,7 @@ def create_app(
     visualisations are cached under ``cache_dir`` (default ``$GLASSNET_CACHE/explorer`` or
     ``~/.cache/glassnet/explorer``).
     """
-    from . import _backprop, _why
+    from . import _backprop, _playground, _why
 
     roots = Roots.create(runs_dir, data_dir, tuple(checkpoints))
     cache = Path(cache_dir).expanduser().resolve() if cache_dir is not None else default_cache_dir()
@@ -397,6 +398,7 @@ def create_app(
     _routes_jobs(app, ex)
     _why.install(app, ex)
     _backprop.install(app, ex)
+    _playground.install(app, ex)
     app.add_middleware(BodyLimit, limit=ex.max_upload_bytes * 4 // 3 + 64 * 1024)
     return app
 

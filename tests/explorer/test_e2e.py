@@ -416,3 +416,48 @@ def test_backprop_view(page: object, server: str, e2e_runs: Path) -> None:
     wait_text(page, "#b-input-caption", "test image 5")
     sync_api.expect(page.locator("#b-layers .bp-layer")).to_have_count(13)
     no_error_banner(page)
+
+
+# ----------------------------------------------------------------------------- playground
+
+
+def test_playground_view(page: object, server: str) -> None:
+    page.goto(server + "#playground")
+    wait_text(page, "#p-params", "26,698")  # 80 + 1,168 + 25,120 + 330
+    wait_text(page, "#p-macs", "307,648")
+    assert page.locator("#p-layers .play-layer").count() == 5
+    wait_text(page, "#p-table", "16×7×7")
+    # a convolution after the dense layer cannot work: explained, and its row outlined
+    page.click("#view-playground [data-add='conv']")
+    wait_text(page, "#p-error", "layer 6 (conv 8@3×3")
+    wait_text(page, "#p-explain", "a vector of 32 values")
+    sync_api.expect(page.locator("#p-layers .play-layer.bad")).to_have_attribute("data-i", "5")
+    wait_text(page, "#p-params", "–")
+    page.click("#p-layers [data-i='5'] button[title='remove']")
+    sync_api.expect(page.locator("#p-error")).to_be_hidden()
+    wait_text(page, "#p-params", "26,698")
+    # fewer channels in the first convolution: 4·(9 + 1) + 16·(4·9 + 1) + 25,120 + 330
+    page.fill("#p-layers [data-i='0'] [data-field='channels']", "4")
+    wait_text(page, "#p-params", "26,082")
+    wait_text(page, "#p-code", "nn.Conv2d(1, 4, 3, padding=1)")
+    wait_text(page, "#p-code", "nn.Conv2d(4, 16, 3, padding=1)")
+    # a kernel larger than its input: the trace's error names the layer, the arithmetic says why
+    page.fill("#p-layers [data-i='2'] [data-field='kernel']", "19")
+    wait_text(page, "#p-error", "layer 3 (conv 16@19×19")
+    wait_text(page, "#p-error", "kernel 19×19 is larger than the padded input 16×16")
+    wait_text(page, "#p-explain", "(14 − 19 + 2·1)/1 + 1")
+    wait_text(page, "#p-error", "glassnet.trace said: layer '3' (Conv2d)")
+    assert page.locator("#p-train").is_disabled()
+    page.fill("#p-layers [data-i='2'] [data-field='kernel']", "3")
+    wait_text(page, "#p-params", "26,082")
+    no_error_banner(page)
+    # train on the server: the curves fill in and the first layer's filters change
+    page.fill("#p-steps", "60")
+    page.click("#p-train")
+    wait_text(page, "#p-train-status", "done: step 60 of 60", timeout=60_000)
+    sync_api.expect(page.locator("#p-filters")).to_have_attribute("data-step", "60")
+    wait_text(page, "#p-evals", "60: ")
+    wait_text(page, "#p-last", "step 60: loss")
+    no_error_banner(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=False)

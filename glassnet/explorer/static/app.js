@@ -40,7 +40,12 @@ async function api(path, options) {
   }
   let doc = null;
   try { doc = await resp.json(); } catch (e) { doc = null; }
-  if (!resp.ok) throw new ApiError((doc && doc.error) || `${resp.status} ${resp.statusText}`);
+  if (!resp.ok) {
+    const err = new ApiError((doc && doc.error) || `${resp.status} ${resp.statusText}`);
+    err.status = resp.status;
+    err.doc = doc;
+    throw err;
+  }
   return doc;
 }
 
