@@ -200,3 +200,47 @@ def tile_grid(tiles: np.ndarray, gap: int = 1, background: Any = (255, 255, 255)
         y, x = r * (h + gap), c * (w + gap)
         out[y : y + h, x : x + w] = tiles[i]
     return out, {"cols": cols, "rows": rows, "tile_h": h, "tile_w": w, "gap": gap, "width": width, "height": height}
+
+
+# ----------------------------------------------------------------------------- attribution pictures
+
+
+def heat(values: np.ndarray, signed: bool, scale: float, cmap: str = "jet") -> np.ndarray:
+    """A map as RGB: signed on the diverging map (±scale), non-negative on ``cmap`` (0..scale)."""
+    if signed:
+        return colourise(values, True, scale)
+    scale = float(scale) if scale > 0 and np.isfinite(scale) else 1.0
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    idx = np.clip(np.rint(v / scale * 255.0), 0, 255).astype(np.intp)
+    return lut(cmap)[idx]
+
+
+def overlay(base: np.ndarray, values: np.ndarray, signed: bool, scale: float, cmap: str = "jet") -> np.ndarray:
+    """``values`` (H, W) over the picture ``base`` (uint8 (H, W) or (H, W, 3), same size): the picture
+    in grey, the map's colour on top, more opaque where the map is strong."""
+    grey = to_grey(base).astype(np.float64) if base.ndim == 3 else base.astype(np.float64)
+    colour = heat(values, signed, scale, cmap).astype(np.float64)
+    scale = float(scale) if scale > 0 and np.isfinite(scale) else 1.0
+    strength = np.clip(np.abs(np.nan_to_num(np.asarray(values, dtype=np.float64))) / scale, 0.0, 1.0)
+    alpha = (0.2 + 0.6 * strength)[:, :, None]
+    out = (1 - alpha) * (0.85 * grey[:, :, None]) + alpha * colour
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def signed_image(grad: np.ndarray) -> np.ndarray:
+    """A gradient [C, H, W] as a picture, 0.5 + 0.5·g/max|g| (grey for C = 1, RGB for C = 3),
+    as guided backpropagation is shown in its paper."""
+    g = np.asarray(grad, dtype=np.float64)
+    m = float(np.abs(g).max()) or 1.0
+    pic = np.clip(np.rint((0.5 + 0.5 * g / m) * 255), 0, 255).astype(np.uint8)
+    return pic[0] if pic.shape[0] == 1 else np.transpose(pic[:3], (1, 2, 0))
+
+
+def histogram(values: np.ndarray, bins: int = 31) -> dict[str, Any]:
+    """Counts of ``values`` in ``bins`` equal bins over a range symmetric about 0 (±max|v|)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    m = float(np.abs(v).max()) if v.size else 0.0
+    m = m if m > 0 else 1.0
+    counts, edges = np.histogram(v, bins=bins, range=(-m, m))
+    return {"counts": counts.astype(int).tolist(), "lo": -m, "hi": m, "bins": bins, "zeros": int(np.sum(v == 0))}

@@ -115,7 +115,7 @@ class LoadedCheckpoint:
     classes: list[str]
     mean: np.ndarray
     std: np.ndarray
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def meta(self) -> CheckpointMeta:

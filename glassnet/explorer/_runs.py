@@ -243,5 +243,13 @@ def run_summary(run: Path, roots: Roots) -> dict[str, Any]:
         "architecture": cfg.get("model") or cfg.get("architecture"),
         "dataset": cfg.get("data") if isinstance(cfg.get("data"), str) else None,
         "checkpoints": ckpts,
+        "has_metrics": _has_file(run / "metrics.json", roots),
         "mtime_ns": mtime_ns,
     }
+
+
+def _has_file(path: Path, roots: Roots) -> bool:
+    try:
+        return roots.inside(path).is_file()
+    except AccessError:
+        return False

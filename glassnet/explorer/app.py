@@ -18,12 +18,18 @@ Routes (all answers JSON; errors are ``{"error": message}`` with a 4xx status):
 * ``GET  /api/activations/{token}/unit?layer=&c=&y=&x=``  one unit's value and receptive field
 * ``GET  /api/runs``                           the runs under the runs directory
 * ``GET  /api/runs/{name}?since=``             one run's history (``{"unchanged": true}`` if not newer)
+* ``GET  /api/jobs/{id}?since=``               a background job's progress and results; ``DELETE`` cancels it
+
+The views added later install their own routes: :mod:`._why` (``/api/why``, ``/api/why/layers``,
+``/api/why/confusion``, ``/api/runs/{name}/metrics``) and :mod:`._backprop` (``/api/backprop``),
+:mod:`._playground` (``/api/playground/summary``, ``/api/playground/train``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 from collections import OrderedDict
@@ -45,6 +51,8 @@ from ..checkpoint import CheckpointError
 from . import _images as img
 from . import _kernels as kern
 from . import _models as mdl
+from . import _sources as src
+from ._jobs import Busy, Jobs
 from ._runs import AccessError, Roots, clean_history, read_history, run_summary
 
 log = logging.getLogger("glassnet.explorer")
@@ -63,11 +71,11 @@ GRID_PIXEL_BUDGET = 300_000
 
 
 class ApiError(Exception):
-    """An error answered with ``status`` and ``{"error": message}``."""
+    """An error answered with ``status`` and ``{"error": message}`` (plus ``extra`` fields, if any)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.message, self.status = message, status
+        self.message, self.status, self.extra = message, status, extra or {}
 
 
 class _LRU:
@@ -208,8 +216,12 @@ async def _send_json(send: Send, status: int, doc: dict[str, Any]) -> None:
 class Explorer:
     """State behind the routes: roots, limits and small in-memory caches."""
 
-    def __init__(self, roots: Roots, max_upload_bytes: int, max_pixels: int) -> None:
+    def __init__(self, roots: Roots, max_upload_bytes: int, max_pixels: int, cache_dir: Path | None = None) -> None:
         self.roots = roots
+        self.cache_dir = cache_dir
+        self.jobs = Jobs()
+        self.zoo = src.ZooCache()
+        self.layer_lists = _LRU(16)
         self.max_upload_bytes = max_upload_bytes
         self.max_pixels = max_pixels
         self.samples = _load_samples()
@@ -314,6 +326,38 @@ class Explorer:
         except CheckpointError as e:
             raise ApiError(f"cannot load checkpoint {name!r}: {e}", 422) from None
 
+    def subject(self, fields: src.SourceFields) -> src.Subject:
+        """The model a request names: ``checkpoint``, or ``model`` (+ ``pretrained``)."""
+        if (fields.checkpoint is None) == (fields.model is None):
+            raise ApiError("give exactly one of 'checkpoint' (see /api/checkpoints) or 'model' (see /api/models)")
+        if fields.checkpoint is not None:
+            if fields.pretrained:
+                raise ApiError("'pretrained' applies to zoo models, not to a checkpoint (its weights are its own)")
+            return src.from_checkpoint(fields.checkpoint, self.loaded(fields.checkpoint))
+        try:
+            return self.zoo.get(fields.model or "", fields.pretrained)
+        except src.SourceError as e:
+            raise ApiError(str(e), e.status) from None
+
+    def layers_of(self, subject: src.Subject) -> list[dict[str, Any]]:
+        """The layers of ``subject`` a visualisation can be asked about (cached per model)."""
+        hit = self.layer_lists.peek(subject.key)
+        if hit is None:
+            try:
+                hit = src.map_layers(subject)
+            except (ValueError, TypeError) as e:
+                raise _bad(e, 422) from None
+            self.layer_lists.put(hit, subject.key)
+        return hit
+
+    def check_layer(self, subject: src.Subject, layer: str, what: str, spatial: bool = False) -> dict[str, Any]:
+        """The layer entry called ``layer``; 400 naming the valid ones otherwise."""
+        layers = [L for L in self.layers_of(subject) if L["spatial"] or not spatial]
+        for L in layers:
+            if L["name"] == layer:
+                return L
+        raise ApiError(src.layer_names_message(layers, layer, what), 400, {"valid_layers": [L["name"] for L in layers]})
+
 
 def _load_samples() -> dict[str, dict[str, Any]]:
     with open(SAMPLES_DIR / "samples.json", encoding="utf-8") as f:
@@ -328,15 +372,21 @@ def create_app(
     *,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
+    cache_dir: str | Path | None = None,
 ) -> FastAPI:
     """Build the explorer's FastAPI app for a runs directory (and optional data directory and checkpoints).
 
     Only files under ``runs_dir`` (runs, checkpoints) and the explicitly given
     ``checkpoints`` can be opened through the API; test sets are loaded by dataset
-    name from ``data_dir`` (and glassnet's usual places), never downloaded.
+    name from ``data_dir`` (and glassnet's usual places), never downloaded. Feature
+    visualisations are cached under ``cache_dir`` (default ``$GLASSNET_CACHE/explorer`` or
+    ``~/.cache/glassnet/explorer``).
     """
+    from . import _backprop, _playground, _why
+
     roots = Roots.create(runs_dir, data_dir, tuple(checkpoints))
-    ex = Explorer(roots, int(max_upload_bytes), int(max_pixels))
+    cache = Path(cache_dir).expanduser().resolve() if cache_dir is not None else default_cache_dir()
+    ex = Explorer(roots, int(max_upload_bytes), int(max_pixels), cache)
     app = FastAPI(title="glassnet explorer", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
     _install_error_handlers(app)
@@ -345,8 +395,21 @@ def create_app(
     _routes_kernels(app, ex)
     _routes_models(app, ex)
     _routes_runs(app, ex)
+    _routes_jobs(app, ex)
+    _why.install(app, ex)
+    _backprop.install(app, ex)
+    _playground.install(app, ex)
     app.add_middleware(BodyLimit, limit=ex.max_upload_bytes * 4 // 3 + 64 * 1024)
     return app
+
+
+def default_cache_dir() -> Path:
+    """``$GLASSNET_CACHE/explorer``, else ``$XDG_CACHE_HOME/glassnet/explorer`` or ``~/.cache/glassnet/explorer``."""
+    env = os.environ.get("GLASSNET_CACHE")
+    if env:
+        return Path(env).expanduser().resolve() / "explorer"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return ((Path(xdg) if xdg else Path.home() / ".cache") / "glassnet" / "explorer").resolve()
 
 
 # ----------------------------------------------------------------------------- errors
@@ -355,7 +418,15 @@ def create_app(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({**exc.extra, "error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(src.TimeLimit)
+    async def _time_limit(request: Request, exc: src.TimeLimit) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "job": exc.job.snapshot(with_result=False)}, status_code=409)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -526,7 +597,11 @@ def _parse_shape(text: str | None) -> tuple[int, int, int] | None:
 def _routes_models(app: FastAPI, ex: Explorer) -> None:
     @app.get("/api/models")
     def models() -> list[dict[str, Any]]:
-        return [{"name": n, "input_shape": list(mdl.default_input_shape(n))} for n in mdl.zoo_models()]
+        pretrained = set(src.pretrained_models())
+        return [
+            {"name": n, "input_shape": list(mdl.default_input_shape(n)), "pretrained": n in pretrained}
+            for n in mdl.zoo_models()
+        ]
 
     @app.get("/api/checkpoints")
     def checkpoints() -> list[dict[str, Any]]:
@@ -648,6 +723,31 @@ def _routes_models(app: FastAPI, ex: Explorer) -> None:
             return mdl.unit_info(records[layer], layer, c, y, x, input_hw)
         except ValueError as e:
             raise _bad(e) from None
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def _routes_jobs(app: FastAPI, ex: Explorer) -> None:
+    def job_of(job_id: str) -> Any:
+        job = ex.jobs.get(job_id)
+        if job is None:
+            raise ApiError(f"unknown or expired job {job_id!r}", 404)
+        return job
+
+    @app.get("/api/jobs/{job_id}")
+    def job_status(job_id: str, since: int | None = Query(None, ge=0)) -> dict[str, Any]:
+        job = job_of(job_id)
+        if since is not None and since == job.version:
+            return {"id": job.id, "unchanged": True, "version": job.version, "status": job.status}
+        return job.snapshot()
+
+    @app.delete("/api/jobs/{job_id}")
+    def job_cancel(job_id: str) -> dict[str, Any]:
+        job = job_of(job_id)
+        job.cancel()
+        ex.jobs.wait(job_id, timeout=10.0)
+        return job.snapshot(with_result=False)
 
 
 # ----------------------------------------------------------------------------- runs

@@ -93,12 +93,61 @@ def untrained_checkpoint(path: Path, rgb: bool = False) -> Path:
     )
 
 
+def noisy_checkpoint(source: Path, path: Path, sigma: float = 0.5, seed: int = 0) -> dict[str, Any]:
+    """Copy ``source`` with Gaussian noise (σ · each weight's std) on every weight, so that it makes
+    mistakes (the trained LeNet-5 at σ = 0.5: 91 % on ``shapes``), and write the run's
+    ``metrics.json`` as ``glassnet train`` does (the final test of that checkpoint). Returns the metrics."""
+    from glassnet.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+    from glassnet.data import load_dataset
+    from glassnet.train import evaluate
+
+    ckpt = load_checkpoint(source)
+    model = ckpt.build_model()
+    rng = np.random.default_rng(seed)
+    for name, p in model.named_parameters():
+        if name.endswith("weight"):
+            p.data += (sigma * p.data.std() * rng.standard_normal(p.data.shape)).astype(p.data.dtype)
+    model.eval()
+    meta = ckpt.meta
+    save_checkpoint(
+        path,
+        model,
+        architecture=meta.architecture,
+        arch_kwargs=meta.arch_kwargs,
+        classes=list(ckpt.classes),
+        normalization=meta.normalization,
+        input_shape=meta.input_shape,
+        epoch=1,
+        dataset=meta.dataset,
+    )
+    test = load_dataset("shapes", "test")
+    norm = meta.normalization or {"mean": [0.0], "std": [1.0]}
+    x = (test.images.astype(np.float32) / 255 - norm["mean"][0]) / norm["std"][0]
+    batches = [(x[i : i + 500], test.labels[i : i + 500]) for i in range(0, len(x), 500)]
+    metrics = evaluate(model, batches, list(ckpt.classes)).to_dict()
+    atomic_write_text(path.parent / "metrics.json", json.dumps(metrics, indent=1))
+    return metrics
+
+
 @pytest.fixture(scope="session")
 def helpers() -> SimpleNamespace:
     """The helpers above, for test modules (conftest modules are not imported by name)."""
     return SimpleNamespace(
-        make_history=make_history, write_history=write_history, untrained_checkpoint=untrained_checkpoint
+        make_history=make_history,
+        write_history=write_history,
+        untrained_checkpoint=untrained_checkpoint,
+        noisy_checkpoint=noisy_checkpoint,
+        error_of=error_of,
     )
+
+
+def error_of(r: Any, status: int) -> str:
+    """The message of a JSON error answer with ``status`` (and no traceback in it)."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert "Traceback" not in r.text and 'File "' not in r.text, r.text
+    doc = r.json()
+    assert isinstance(doc.get("error"), str) and doc["error"], doc
+    return doc["error"]
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +159,8 @@ def trained_checkpoint() -> Path:
 
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory, trained_checkpoint: Path) -> Path:
-    """runs/: two finished runs and one running run, with checkpoints."""
+    """runs/: two finished runs and one running run, with checkpoints; lenet5-lr0.01 has a
+    metrics.json and a checkpoint that makes mistakes."""
     root = tmp_path_factory.mktemp("explorer") / "runs"
     a = root / "lenet5-shapes"
     write_history(a, make_history("finished", 10, planned=10, speed=0.9, seed=1))
@@ -118,6 +168,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory, trained_checkpoint: Path)
     shutil.copy(trained_checkpoint, a / "last.safetensors")
     b = root / "lenet5-lr0.01"
     write_history(b, make_history("finished", 10, planned=10, speed=0.45, seed=2))
+    noisy_checkpoint(trained_checkpoint, b / "last.safetensors")  # 91 % right: a confusion matrix with errors
     c = root / "tinyvgg-live"
     write_history(c, make_history("running", 3, planned=10, speed=0.7, seed=3, model="tinyvgg"))
     return root

@@ -63,7 +63,7 @@ def server(e2e_runs: Path) -> Iterator[str]:
     from glassnet.explorer import create_app
     from glassnet.explorer._server import BackgroundServer
 
-    srv = BackgroundServer(create_app(e2e_runs))
+    srv = BackgroundServer(create_app(e2e_runs, cache_dir=e2e_runs.parent / "cache"))
     url = srv.start()
     try:
         yield url
@@ -293,3 +293,171 @@ def test_training_view_updates_live(page: object, server: str, e2e_runs: Path, h
     page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=False)
     helpers.write_history(live, helpers.make_history("finished", 10, planned=10, speed=0.7, seed=3, model="tinyvgg"))
     sync_api.expect(page.locator("#t-runs .badge.finished")).to_have_count(3, timeout=10_000)
+
+
+# ----------------------------------------------------------------------------- why this prediction
+
+
+def js_fmt(v: float, digits: int = 4) -> str:
+    """The page's fmt(): up to ``digits`` decimals without trailing zeros, exponent for tiny or huge values."""
+    if float(v).is_integer() and abs(v) < 1e7:
+        return str(int(v))
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+        m, e = f"{v:.2e}".split("e")
+        return f"{m}e{int(e):+d}"
+    return repr(float(f"{v:.{digits}f}")).removesuffix(".0")
+
+
+def test_why_view(page: object, server: str, e2e_runs: Path) -> None:
+    from glassnet import visualize as V
+    from glassnet.checkpoint import load_checkpoint
+    from glassnet.data import load_dataset
+
+    page.goto(server + "#why")
+    wait_text(page, "#w-meta", "lenet5")
+    # all five maps arrive, each with its numbers
+    sync_api.expect(page.locator("#w-results .method:not(.pending)")).to_have_count(5, timeout=30_000)
+    wait_text(page, "#w-target-line", "(the predicted class)")
+    wait_text(page, "#w-results [data-method=gradcam]", "16 channels of 5×5")
+    wait_text(page, "#w-results [data-method=occlusion]", "169 = 13×13, 4×4, stride 2")
+    assert page.locator("#w-results [data-method=gradcam] img").first.evaluate("i => i.naturalWidth") == 28
+    # the Grad-CAM maximum shown is glassnet.visualize's for this checkpoint and image
+    ckpt = load_checkpoint(e2e_runs / "lenet5-lr0.01" / "last.safetensors")
+    model = ckpt.build_model().eval()
+    norm = ckpt.meta.normalization
+    x = (load_dataset("shapes", "test").images[:1].astype(np.float32) / 255 - norm["mean"][0]) / norm["std"][0]
+    t = int(V.predicted(model, x)[0])
+    cam = V.grad_cam(model, x, t, "5")[0]
+    wait_text(page, "#w-results [data-method=gradcam]", f"max{js_fmt(float(cam.max()))} at cell")
+    # hover the overlay: the Grad-CAM value of the cell under the pointer
+    hover_cell(page, "#w-results [data-method=gradcam] img >> nth=0", 28, 28, 2, 2)
+    wait_text(page, "#w-results [data-method=gradcam] .readout", f"cell (0, 0): Grad-CAM {js_fmt(float(cam[0, 0]))}")
+    # explain another class: click the second prediction
+    second = page.locator("#w-preds .pred.clickable >> nth=1")
+    name = second.locator(".name").inner_text()
+    second.click()
+    wait_text(page, "#w-target-line", "(the model predicts")
+    wait_text(page, "#w-target-name", name)
+    # another layer for Grad-CAM
+    page.select_option("#w-layer", "3")
+    wait_text(page, "#w-results [data-method=gradcam]", "16 channels of 10×10")
+    no_error_banner(page)
+    # a confusion-matrix cell opens its test images, each with Grad-CAM for the true and predicted class
+    wait_text(page, "#w-run-meta", "accuracy 91.1%")
+    cell = page.locator("#w-matrix-table td[data-t='0'][data-p='1']")
+    count = cell.inner_text()
+    cell.click()
+    wait_text(page, "#w-cell-count", count, timeout=30_000)
+    sync_api.expect(page.locator("#w-cell .cell-item")).to_have_count(min(8, int(count)))
+    first = page.locator("#w-cell .cell-item >> nth=0")
+    assert first.locator("figure img").count() == 2
+    wait_text(page, "#w-cell .cell-item >> nth=0", "true: circle")
+    wait_text(page, "#w-cell .cell-item >> nth=0", "predicted: square")
+    index = first.get_attribute("data-index")
+    first.locator("button").click()
+    wait_text(page, "#w-input-caption", f"test image {index}")
+    wait_text(page, "#w-target-line", "square")
+    # the pretrained EfficientNet-Lite0 on the bundled cat photo
+    page.select_option("#w-model", "pre:efficientnet_lite0")
+    wait_text(page, "#w-input-caption", "224×224, sample chelsea", timeout=30_000)
+    wait_text(page, "#w-target-line", "cat")
+    sync_api.expect(page.locator("#w-results .method:not(.pending)")).to_have_count(5, timeout=60_000)
+    wait_text(page, "#w-results [data-method=gradcam]", "1280 channels of 7×7")
+    no_error_banner(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(ARTIFACTS / "why.png"), full_page=False)
+
+
+# ----------------------------------------------------------------------------- backprop, step by step
+
+
+def test_backprop_view(page: object, server: str, e2e_runs: Path) -> None:
+    import glassnet.functional as F
+    from glassnet.checkpoint import load_checkpoint
+    from glassnet.data import load_dataset
+
+    page.goto(server + "#backprop")
+    wait_text(page, "#b-meta", "computed in float64")
+    # every layer, in the order the gradient reaches it, then the input
+    sync_api.expect(page.locator("#b-layers .bp-layer")).to_have_count(13, timeout=30_000)
+    order = page.locator("#b-layers .bp-layer").evaluate_all("els => els.map(e => e.dataset.layer)")
+    assert order == [str(k) for k in range(11, -1, -1)] + ["input"]
+    wait_text(page, "#b-summary", "0 failed")
+    assert page.locator("#b-layers .badge.fail").count() == 0
+    assert page.locator("#b-layers .badge.pass").count() >= 10
+    # the loss shown is the cross-entropy of test image 0 with its label, in float64
+    ckpt = load_checkpoint(e2e_runs / "lenet5-lr0.01" / "last.safetensors")
+    model = ckpt.build_model().to(np.float64).eval()
+    test = load_dataset("shapes", "test")
+    norm = ckpt.meta.normalization
+    x = ((test.images[:1].astype(np.float64) / 255 - norm["mean"][0]) / norm["std"][0]).astype(np.float32)
+    loss = float(F.cross_entropy(model(x.astype(np.float64)), test.labels[:1]).data)
+    wait_text(page, "#b-loss-value", js_fmt(loss, 6))
+    # step through: back to the loss, then one layer at a time
+    page.click("#b-first")
+    wait_text(page, "#b-step", "step 0 of 13: the loss")
+    assert page.locator("#b-layers .bp-layer.waiting").count() == 13
+    page.click("#b-next")
+    wait_text(page, "#b-step", "step 1 of 13: 11 (Linear)")
+    page.click("#b-next")
+    page.click("#b-next")
+    wait_text(page, "#b-step", "step 3 of 13: 9 (Linear)")
+    assert page.locator("#b-layers .bp-layer.current").get_attribute("data-layer") == "9"
+    assert page.locator("#b-layers .bp-layer.waiting").count() == 10
+    wait_text(page, "#b-layers [data-layer='9']", "glassnet.functional.linear.linear_backward")
+    wait_text(page, "#b-layers [data-layer='9']", "9.weight")
+    no_error_banner(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(ARTIFACTS / "backprop.png"), full_page=False)
+    # another image: the whole backward pass again
+    page.locator("#b-tests button[data-index='5']").click()
+    wait_text(page, "#b-input-caption", "test image 5")
+    sync_api.expect(page.locator("#b-layers .bp-layer")).to_have_count(13)
+    no_error_banner(page)
+
+
+# ----------------------------------------------------------------------------- playground
+
+
+def test_playground_view(page: object, server: str) -> None:
+    page.goto(server + "#playground")
+    wait_text(page, "#p-params", "26,698")  # 80 + 1,168 + 25,120 + 330
+    wait_text(page, "#p-macs", "307,648")
+    assert page.locator("#p-layers .play-layer").count() == 5
+    wait_text(page, "#p-table", "16×7×7")
+    # a convolution after the dense layer cannot work: explained, and its row outlined
+    page.click("#view-playground [data-add='conv']")
+    wait_text(page, "#p-error", "layer 6 (conv 8@3×3")
+    wait_text(page, "#p-explain", "a vector of 32 values")
+    sync_api.expect(page.locator("#p-layers .play-layer.bad")).to_have_attribute("data-i", "5")
+    wait_text(page, "#p-params", "–")
+    page.click("#p-layers [data-i='5'] button[title='remove']")
+    sync_api.expect(page.locator("#p-error")).to_be_hidden()
+    wait_text(page, "#p-params", "26,698")
+    # fewer channels in the first convolution: 4·(9 + 1) + 16·(4·9 + 1) + 25,120 + 330
+    page.fill("#p-layers [data-i='0'] [data-field='channels']", "4")
+    wait_text(page, "#p-params", "26,082")
+    wait_text(page, "#p-code", "nn.Conv2d(1, 4, 3, padding=1)")
+    wait_text(page, "#p-code", "nn.Conv2d(4, 16, 3, padding=1)")
+    # a kernel larger than its input: the trace's error names the layer, the arithmetic says why
+    page.fill("#p-layers [data-i='2'] [data-field='kernel']", "19")
+    wait_text(page, "#p-error", "layer 3 (conv 16@19×19")
+    wait_text(page, "#p-error", "kernel 19×19 is larger than the padded input 16×16")
+    wait_text(page, "#p-explain", "(14 − 19 + 2·1)/1 + 1")
+    wait_text(page, "#p-error", "glassnet.trace said: layer '3' (Conv2d)")
+    assert page.locator("#p-train").is_disabled()
+    page.fill("#p-layers [data-i='2'] [data-field='kernel']", "3")
+    wait_text(page, "#p-params", "26,082")
+    no_error_banner(page)
+    # train on the server: the curves fill in and the first layer's filters change
+    page.fill("#p-steps", "60")
+    page.click("#p-train")
+    wait_text(page, "#p-train-status", "done: step 60 of 60", timeout=60_000)
+    sync_api.expect(page.locator("#p-filters")).to_have_attribute("data-step", "60")
+    wait_text(page, "#p-evals", "60: ")
+    wait_text(page, "#p-last", "step 60: loss")
+    no_error_banner(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=False)

@@ -40,7 +40,12 @@ async function api(path, options) {
   }
   let doc = null;
   try { doc = await resp.json(); } catch (e) { doc = null; }
-  if (!resp.ok) throw new ApiError((doc && doc.error) || `${resp.status} ${resp.statusText}`);
+  if (!resp.ok) {
+    const err = new ApiError((doc && doc.error) || `${resp.status} ${resp.statusText}`);
+    err.status = resp.status;
+    err.doc = doc;
+    throw err;
+  }
   return doc;
 }
 
@@ -67,6 +72,7 @@ function fmt(v, digits) {
   if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
   return String(parseFloat(v.toFixed(d)));
 }
+function fmtSeconds(s) { return s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`; }
 function fmtPct(v) { return v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%"; }
 function fmtBig(n) {
   if (n >= 1e9) return (n / 1e9).toFixed(2) + " G";
@@ -686,7 +692,9 @@ function switchSource(v) {
 async function runActivations(image) {
   if (!X.ckpt) return;
   X.lastImage = image;
+  const gen = (X.gen = (X.gen || 0) + 1);
   const res = await api("/api/activations", { json: { checkpoint: X.ckpt, image, invert: $("x-invert").checked } });
+  if (gen !== X.gen) return; // a later request (another image or checkpoint) has been sent meanwhile
   showError(null);
   X.result = res;
   X.inputImg = await loadImage(res.input.png);
@@ -1106,12 +1114,152 @@ views.training = {
   leave: () => { clearInterval(T.timer); T.timer = null; $("tooltip").hidden = true; },
 };
 
+// ============================================================================ shared by the later views
+/** Fill a <select> with checkpoints, pretrained zoo models and (optionally) zoo models with random weights.
+ *  Values: "ckpt:ID", "pre:NAME", "zoo:NAME"; returns how many checkpoints there are. */
+async function fillModelSelect(sel, opts) {
+  const o = Object.assign({ pretrained: true, zoo: true }, opts || {});
+  const [ckpts, models] = await Promise.all([api("/api/checkpoints"), api("/api/models")]);
+  const prev = sel.value;
+  sel.innerHTML = "";
+  if (ckpts.length) {
+    const g = el("optgroup", { label: "Checkpoints" });
+    for (const c of ckpts) g.append(el("option", { value: "ckpt:" + c.id, text: c.id }));
+    sel.append(g);
+  }
+  if (o.pretrained) {
+    const g = el("optgroup", { label: "Pretrained (ImageNet)" });
+    for (const m of models.filter((m) => m.pretrained)) g.append(el("option", { value: "pre:" + m.name, text: `${m.name} (ImageNet weights)` }));
+    if (g.children.length) sel.append(g);
+  }
+  if (o.zoo) {
+    const g = el("optgroup", { label: "Zoo (random weights)" });
+    for (const m of models) g.append(el("option", { value: "zoo:" + m.name, text: `${m.name}  (${m.input_shape.join("×")})` }));
+    sel.append(g);
+  }
+  const values = [...sel.querySelectorAll("option")].map((x) => x.value);
+  sel.value = values.includes(prev) ? prev : (o.initial && values.includes(o.initial) ? o.initial : values[0]);
+  return ckpts.length;
+}
+
+/** The request fields naming the model a select's value stands for. */
+function sourceOf(value) {
+  const i = value.indexOf(":");
+  const kind = value.slice(0, i), name = value.slice(i + 1);
+  if (kind === "ckpt") return { checkpoint: name };
+  return { model: name, pretrained: kind === "pre" };
+}
+function sourceQuery(value) {
+  const s = sourceOf(value);
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(s)) q.set(k, String(v));
+  return q.toString();
+}
+
+/** An image chooser (test images of a checkpoint, the bundled photos, an upload) built inside `box`.
+ *  `onPick(imageRef, label)` runs when the user picks one. */
+function makeImagePicker(box, prefix, onPick) {
+  const P = { ckpt: null, offset: 0, pageSize: 24, count: 0, source: "test", selected: 0, hasTests: false };
+  box.innerHTML = "";
+  const seg = el("div", { class: "seg", id: prefix + "-source" },
+    el("button", { "data-value": "test", class: "on" }, "Test image"), el("button", { "data-value": "sample" }, "Photo"),
+    el("button", { "data-value": "upload" }, "Upload"));
+  const thumbs = el("div", { class: "thumbs", id: prefix + "-tests" });
+  const pageLabel = el("span", { class: "small muted" });
+  const prev = el("button", { class: "ghost", title: "previous page" }, "◀");
+  const next = el("button", { class: "ghost", title: "next page" }, "▶");
+  const srcTest = el("div", {}, thumbs, el("div", { class: "pager" }, prev, pageLabel, next));
+  const samples = el("div", { class: "samples", id: prefix + "-samples" });
+  const srcSample = el("div", { hidden: true }, samples);
+  const file = el("input", { type: "file", id: prefix + "-upload", accept: "image/*" });
+  const upLabel = el("div", { class: "small muted", id: prefix + "-upload-label" });
+  const srcUpload = el("div", { hidden: true }, el("label", { class: "button file" }, "Choose an image…", file), upLabel);
+  box.append(seg, srcTest, srcSample, srcUpload);
+  const panes = { test: srcTest, sample: srcSample, upload: srcUpload };
+  function show(v) {
+    P.source = v;
+    setSeg(seg, v);
+    for (const [k, pane] of Object.entries(panes)) pane.hidden = k !== v;
+  }
+  onSeg(seg, (v) => show(v));
+  async function loadTests() {
+    const d = await api(`/api/testimages?checkpoint=${encodeURIComponent(P.ckpt)}&offset=${P.offset}&limit=${P.pageSize}`);
+    thumbs.innerHTML = "";
+    for (const it of d.items) {
+      const b = el("button", { title: `#${it.index}: ${it.class}`, "data-index": it.index, class: P.selected === it.index ? "on" : null },
+        el("img", { src: it.png, alt: it.class }));
+      b.addEventListener("click", () => {
+        P.selected = it.index;
+        for (const o of thumbs.querySelectorAll("button")) o.classList.toggle("on", o === b);
+        onPick({ test: it.index }, `test image ${it.index} (${it.class})`);
+      });
+      thumbs.append(b);
+    }
+    pageLabel.textContent = `${d.dataset}: ${d.offset + 1}–${d.offset + d.items.length} of ${fmtInt(d.count)}`;
+    P.count = d.count;
+  }
+  prev.addEventListener("click", guard(async () => { P.offset = Math.max(0, P.offset - P.pageSize); await loadTests(); }));
+  next.addEventListener("click", guard(async () => { if (P.offset + P.pageSize < P.count) { P.offset += P.pageSize; await loadTests(); } }));
+  file.addEventListener("change", guard(async (ev) => {
+    const f = ev.target.files[0];
+    if (!f) return;
+    const up = await uploadFile(f);
+    upLabel.textContent = `${f.name} (${up.width}×${up.height})`;
+    ev.target.value = "";
+    onPick({ upload: up.id }, `upload ${f.name}`);
+  }));
+  (async () => {
+    const list = await api("/api/samples");
+    for (const s of list) {
+      const b = el("button", { title: `${s.title} — ${s.author}; ${s.licence}`, "data-sample": s.name }, el("img", { src: s.url, alt: s.title }));
+      b.addEventListener("click", () => {
+        for (const o of samples.querySelectorAll("button")) o.classList.toggle("on", o === b);
+        onPick({ sample: s.name }, `sample ${s.name}`);
+      });
+      samples.append(b);
+    }
+  })().catch(showError);
+  return {
+    /** Point the picker at a checkpoint's test set (null: a zoo model, no test set). */
+    async setCheckpoint(id, info) {
+      P.ckpt = id;
+      P.hasTests = Boolean(id && info && info.test_images && info.test_images.available);
+      const testBtn = seg.querySelector('[data-value="test"]');
+      testBtn.disabled = !P.hasTests;
+      testBtn.title = P.hasTests ? "" : (id ? (info && info.test_images ? info.test_images.message : "") : "zoo models have no test set");
+      if (P.hasTests) { P.offset = Math.floor(P.selected / P.pageSize) * P.pageSize; await loadTests(); }
+      if (!P.hasTests && P.source === "test") show("sample");
+      if (P.hasTests && P.source !== "test") show("test");
+    },
+    get source() { return P.source; },
+    get hasTests() { return P.hasTests; },
+    selectTest(i) { P.selected = i; show("test"); },
+    show,
+  };
+}
+
+/** A table of numbers (rows of values), with optional row and column labels. */
+function numTable(rows, opts) {
+  const o = opts || {};
+  const t = el("table", { class: "mat" + (o.cls ? " " + o.cls : "") });
+  if (o.caption) t.append(el("caption", { text: o.caption }));
+  if (o.cols) t.append(el("tr", {}, o.rows ? el("th") : null, ...o.cols.map((c) => el("th", { text: c }))));
+  rows.forEach((row, i) => t.append(el("tr", {}, o.rows ? el("th", { text: o.rows[i] }) : null,
+    ...row.map((v) => el("td", { text: typeof v === "number" ? fmt(v, o.digits ?? 4) : String(v) })))));
+  return t;
+}
+
+/** A picture from a data URL, scaled up with crisp pixels to `width` CSS pixels. */
+function pixImg(src, width, attrs) {
+  return el("img", Object.assign({ src, class: "pix", style: `width:${width}px` }, attrs || {}));
+}
+
 // ============================================================================ start
 window.addEventListener("hashchange", route);
-(async () => {
+window.addEventListener("DOMContentLoaded", async () => {
   try {
     state.info = await api("/api/info");
     $("topinfo").textContent = `glassnet ${state.info.version} · runs: ${state.info.runs_dir}`;
   } catch (e) { showError(e); }
   route();
-})();
+});
