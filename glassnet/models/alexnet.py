@@ -62,29 +62,22 @@ def alexnet(
     if variant not in ("lecture", "torchvision"):
         raise ValueError(f"alexnet: variant must be 'lecture' or 'torchvision', got {variant!r}")
     gen = make_rng(rng)
-    if variant == "torchvision":
-        return _alexnet_torchvision(num_classes, in_channels, dropout, gen)
 
     def norm() -> list:
-        return [LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if lrn else []
+        return [LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if lrn and variant == "lecture" else []
 
-    features = Sequential(
-        Conv2d(in_channels, 96, 11, stride=4, rng=gen),
-        ReLU(),
-        MaxPool2d(3, 2),
-        *norm(),
-        Conv2d(96, 256, 5, padding=2, rng=gen),
-        ReLU(),
-        MaxPool2d(3, 2),
-        *norm(),
-        Conv2d(256, 384, 3, padding=1, rng=gen),
-        ReLU(),
-        Conv2d(384, 384, 3, padding=1, rng=gen),
-        ReLU(),
-        Conv2d(384, 256, 3, padding=1, rng=gen),
-        ReLU(),
-        MaxPool2d(3, 2),
-    )
+    # (filters, kernel, padding) of conv1..conv5; the two variants differ only in these and in LRN
+    if variant == "lecture":
+        convs = [(96, 11, 0), (256, 5, 2), (384, 3, 1), (384, 3, 1), (256, 3, 1)]
+    else:
+        convs = [(64, 11, 2), (192, 5, 2), (384, 3, 1), (256, 3, 1), (256, 3, 1)]
+    layers: list = []
+    c = in_channels
+    for i, (f, k, p) in enumerate(convs):
+        layers += [Conv2d(c, f, k, stride=4 if i == 0 else 1, padding=p, rng=gen), ReLU()]
+        if i in (0, 1, 4):
+            layers += [MaxPool2d(3, 2), *(norm() if i < 2 else [])]
+        c = f
     classifier = Sequential(
         Dropout(dropout, rng=gen),
         Linear(256 * 6 * 6, 4096, rng=gen),
@@ -95,39 +88,9 @@ def alexnet(
         Linear(4096, num_classes, rng=gen),
     )
     model = Sequential(
-        OrderedDict(features=features, avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(), classifier=classifier)
+        OrderedDict(
+            features=Sequential(*layers), avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(), classifier=classifier
+        )
     )
-    model.name = "AlexNet"
-    return model
-
-
-def _alexnet_torchvision(num_classes: int, in_channels: int, dropout: float, gen: Any) -> Sequential:
-    features = Sequential(
-        Conv2d(in_channels, 64, 11, stride=4, padding=2, rng=gen),
-        ReLU(),
-        MaxPool2d(3, 2),
-        Conv2d(64, 192, 5, padding=2, rng=gen),
-        ReLU(),
-        MaxPool2d(3, 2),
-        Conv2d(192, 384, 3, padding=1, rng=gen),
-        ReLU(),
-        Conv2d(384, 256, 3, padding=1, rng=gen),
-        ReLU(),
-        Conv2d(256, 256, 3, padding=1, rng=gen),
-        ReLU(),
-        MaxPool2d(3, 2),
-    )
-    classifier = Sequential(
-        Dropout(dropout, rng=gen),
-        Linear(256 * 6 * 6, 4096, rng=gen),
-        ReLU(),
-        Dropout(dropout, rng=gen),
-        Linear(4096, 4096, rng=gen),
-        ReLU(),
-        Linear(4096, num_classes, rng=gen),
-    )
-    model = Sequential(
-        OrderedDict(features=features, avgpool=AdaptiveAvgPool2d(6), flatten=Flatten(), classifier=classifier)
-    )
-    model.name = "AlexNet (torchvision)"
+    model.name = "AlexNet" if variant == "lecture" else "AlexNet (torchvision)"
     return model
