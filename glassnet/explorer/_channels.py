@@ -38,7 +38,7 @@ from . import _images as img
 from . import _models as mdl
 from . import _sources as src
 from ._jobs import Job
-from .app import ApiError, Explorer, _bad
+from .app import _LRU, ApiError, Explorer, _bad
 
 MAX_CHANNELS = 64
 MAX_STEPS = 512
@@ -47,6 +47,11 @@ FEATURE_SECONDS = 600.0
 #: Test images whose activations are measured for the top-k, at most.
 MAX_SAMPLE = 5000
 TOP_SECONDS = 90.0
+
+
+#: Activations of test-image samples, per model and layer: the last few (a layer of 1,280 channels on
+#: 5,000 images is 75 MB).
+SAMPLES = _LRU(3)
 
 
 class ChannelsRequest(src.SourceFields):
@@ -202,8 +207,8 @@ def activations_on_sample(ex: Explorer, subject: src.Subject, layer: str, sample
     assert subject.loaded is not None
     ds = ex.test_set(subject.loaded)
     n = min(sample, len(ds))
-    key = ("acts", subject.key, layer, n)
-    hit = ex.layer_lists.peek(key)
+    key = ("acts", subject.key, layer, n, ds.name, str(ex.roots.data_dir))
+    hit = SAMPLES.peek(key)
     if hit is not None:
         return hit
     if tuple(ds.images.shape[1:]) != tuple(subject.input_shape):
@@ -230,13 +235,13 @@ def activations_on_sample(ex: Explorer, subject: src.Subject, layer: str, sample
             deadline()
     out = {
         "indices": idx,
-        "means": np.concatenate(means),
-        "peaks": np.concatenate(peaks),
-        "where": np.concatenate(where),
+        "means": np.concatenate(means).astype(np.float32),
+        "peaks": np.concatenate(peaks).astype(np.float32),
+        "where": np.concatenate(where).astype(np.int32),
         "map": tuple(a.shape[2:]) if a.ndim == 4 else None,
         "dataset": ds,
     }
-    ex.layer_lists.put(out, key)
+    SAMPLES.put(out, key)
     return out
 
 

@@ -473,6 +473,7 @@ def _routes_page(app: FastAPI, ex: Explorer) -> None:
             "version": __version__,
             "runs_dir": str(ex.roots.runs_dir),
             "data_dir": str(ex.roots.data_dir) if ex.roots.data_dir else None,
+            "cache_dir": str(ex.cache_dir) if ex.cache_dir else None,
             "limits": {
                 "max_upload_bytes": ex.max_upload_bytes,
                 "max_pixels": ex.max_pixels,

@@ -170,3 +170,12 @@ def test_pretrained_efficientnet_channels(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     j = wait(client, r.json()["job"]["id"])
     assert j["status"] == "done" and j["result"]["items"]["3"]["size"] == 96
+
+
+def test_feature_jobs_stop_at_their_time_limit(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glassnet.explorer import _channels
+
+    monkeypatch.setattr(_channels, "FEATURE_SECONDS", 0.0)
+    d = client.post("/api/channels", json={"checkpoint": CKPT, "layer": "3", "channels": [7], "steps": 64}).json()
+    j = wait(client, d["job"]["id"])
+    assert j["status"] == "timeout" and "time limit" in j["message"] and j["done"] == 0
