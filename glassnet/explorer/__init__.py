@@ -1,17 +1,23 @@
 """``glassnet explore``: a local web application to look inside convolutions and networks.
 
-Four views, each with the numbers behind its pictures: **Kernels** (filter a photo
+Eight views, each with the numbers behind its pictures: **Kernels** (filter a photo
 with a named or typed kernel; output-size arithmetic; the sum of products behind any
 output pixel), **Architecture** (summary table and layer-stack drawing of any zoo
 model or checkpoint), **Activations** (feature maps of every layer, first-layer
-filters, top-k predictions, receptive fields) and **Training** (live loss and
-accuracy curves of the runs under a runs directory).
+filters, top-k predictions, receptive fields), **Training** (live loss and
+accuracy curves of the runs under a runs directory), **Why this prediction**
+(saliency, SmoothGrad, guided backprop, Grad-CAM and occlusion; a confusion-matrix
+cell's test images), **Backprop** (the gradient at every layer, step by step, with a
+numerical check per layer), **Playground** (build a small CNN, see its shapes, train
+it) and **Channels** (feature visualisations of a layer's channels, and the test
+images that excite each most).
 
 FastAPI, uvicorn and python-multipart are ordinary dependencies, so after the README's
 first command ``uv run glassnet explore --runs runs --port 8000`` serves the page.
 
 :func:`create_app` builds the ASGI app (for tests and embedding); :func:`serve` runs
-it with uvicorn, bound to 127.0.0.1 unless told otherwise.
+it with uvicorn, bound to 127.0.0.1 unless told otherwise. Long computations (feature
+visualisations, playground training) run as background jobs, one of each kind at a time.
 """
 
 from __future__ import annotations

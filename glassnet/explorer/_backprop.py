@@ -44,6 +44,8 @@ EPS = 1e-6
 TOLERANCE = 1e-4
 #: The numerical checks of one request stop after this many seconds (remaining layers: "skipped").
 CHECK_SECONDS = 30.0
+#: The view copies the model into float64 and keeps every layer's input and gradient: at most this many parameters.
+MAX_PARAMS = 30_000_000
 #: Pixels of gradient pictures for the whole answer, and at most per layer.
 PICTURE_BUDGET = 1_500_000
 LAYER_BUDGET = 60_000
@@ -428,6 +430,13 @@ def install(app: FastAPI, ex: Explorer) -> None:
     @app.post("/api/backprop")
     def backprop_route(req: BackpropRequest) -> dict[str, Any]:
         subject = ex.subject(req)
+        n = subject.model.num_parameters()
+        if n > MAX_PARAMS:
+            raise ApiError(
+                f"{subject.title} has {n:,} parameters; the step-by-step view computes in float64 and keeps every "
+                f"layer's gradient, up to {MAX_PARAMS:,} parameters: choose a smaller model",
+                422,
+            )
         if req.image.which() == "test" and subject.loaded is None:
             raise ApiError("a test image needs a checkpoint (its test set); zoo models take a sample or an upload")
         pixels, label = ex.image_pixels(req.image, subject.loaded)

@@ -30,7 +30,7 @@ from ..visualize._common import LayerProbe, inspection_mode
 from . import _images as img
 from . import _sources as src
 from ._runs import AccessError
-from .app import ApiError, Explorer, ImageRef, _bad
+from .app import _LRU, ApiError, Explorer, ImageRef, _bad
 
 METHODS = ("saliency", "smoothgrad", "guided", "gradcam", "occlusion")
 #: Occlusion evaluates at most this many windows per request.
@@ -40,6 +40,10 @@ ATTRIBUTION_SECONDS = 90.0
 EVALUATION_SECONDS = 120.0
 #: A test set is evaluated for the confusion view only up to this size.
 MAX_EVALUATED = 20_000
+
+
+#: Test-set predictions of the last few checkpoints looked at (the confusion view).
+EVALUATIONS = _LRU(4)
 
 
 class WhyRequest(src.SourceFields):
@@ -362,8 +366,8 @@ def evaluate_test_set(ex: Explorer, subject: src.Subject) -> tuple[Any, np.ndarr
     """(test set, predicted class per image, softmax probabilities) of a checkpoint, cached."""
     assert subject.loaded is not None
     ds = ex.test_set(subject.loaded)
-    key = ("eval", subject.key, ds.name, len(ds))
-    hit = ex.layer_lists.peek(key)
+    key = ("eval", subject.key, ds.name, len(ds), str(ex.roots.data_dir))
+    hit = EVALUATIONS.peek(key)
     if hit is not None:
         return ds, hit[0], hit[1]
     n = len(ds)
@@ -385,7 +389,7 @@ def evaluate_test_set(ex: Explorer, subject: src.Subject) -> tuple[Any, np.ndarr
             deadline()
     p = np.concatenate(probs)
     pred = np.argmax(p, axis=1)
-    ex.layer_lists.put((pred, p), key)
+    EVALUATIONS.put((pred, p), key)
     return ds, pred, p
 
 

@@ -22,7 +22,8 @@ Routes (all answers JSON; errors are ``{"error": message}`` with a 4xx status):
 
 The views added later install their own routes: :mod:`._why` (``/api/why``, ``/api/why/layers``,
 ``/api/why/confusion``, ``/api/runs/{name}/metrics``) and :mod:`._backprop` (``/api/backprop``),
-:mod:`._playground` (``/api/playground/summary``, ``/api/playground/train``).
+:mod:`._playground` (``/api/playground/summary``, ``/api/playground/train``) and :mod:`._channels`
+(``/api/channels``, ``/api/channels/layers``, ``/api/channels/top``).
 """
 
 from __future__ import annotations
@@ -382,7 +383,7 @@ def create_app(
     visualisations are cached under ``cache_dir`` (default ``$GLASSNET_CACHE/explorer`` or
     ``~/.cache/glassnet/explorer``).
     """
-    from . import _backprop, _playground, _why
+    from . import _backprop, _channels, _playground, _why
 
     roots = Roots.create(runs_dir, data_dir, tuple(checkpoints))
     cache = Path(cache_dir).expanduser().resolve() if cache_dir is not None else default_cache_dir()
@@ -399,6 +400,7 @@ def create_app(
     _why.install(app, ex)
     _backprop.install(app, ex)
     _playground.install(app, ex)
+    _channels.install(app, ex)
     app.add_middleware(BodyLimit, limit=ex.max_upload_bytes * 4 // 3 + 64 * 1024)
     return app
 
@@ -471,6 +473,7 @@ def _routes_page(app: FastAPI, ex: Explorer) -> None:
             "version": __version__,
             "runs_dir": str(ex.roots.runs_dir),
             "data_dir": str(ex.roots.data_dir) if ex.roots.data_dir else None,
+            "cache_dir": str(ex.cache_dir) if ex.cache_dir else None,
             "limits": {
                 "max_upload_bytes": ex.max_upload_bytes,
                 "max_pixels": ex.max_pixels,

@@ -156,3 +156,11 @@ def test_zoo_models_take_photos(client: TestClient, helpers) -> None:
     assert "needs a checkpoint" in msg
     d = client.post("/api/backprop", json={"model": "resnet20", "image": {"sample": "coffee"}, "coords": 1}).json()
     assert d["check"]["fail"] == 0 and d["layers"][0]["name"] == "fc"
+
+
+def test_large_models_are_refused(client: TestClient, helpers, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glassnet.explorer import _backprop
+
+    monkeypatch.setattr(_backprop, "MAX_PARAMS", 50_000)
+    msg = helpers.error_of(client.post("/api/backprop", json={"checkpoint": NOISY, "image": {"test": 0}}), 422)
+    assert "61,706 parameters" in msg and "up to 50,000" in msg

@@ -220,3 +220,15 @@ def test_a_confusion_cell_opens_its_images(client: TestClient, runs_dir: Path, h
     )
     assert "limit" in e(client.post("/api/why/confusion", json={**body, "limit": 17}), 422)
     assert "valid layers" in e(client.post("/api/why/confusion", json={**body, "layer": "9"}), 400)
+
+
+def test_slow_maps_stop_at_their_time_limit(client: TestClient, helpers, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glassnet.explorer import _why
+
+    monkeypatch.setattr(_why, "ATTRIBUTION_SECONDS", 0.0)
+    for method, hint in (("smoothgrad", "fewer samples"), ("occlusion", "larger stride")):
+        body = {"checkpoint": CKPT, "image": {"test": 0}, "methods": [method]}
+        msg = helpers.error_of(client.post("/api/why", json=body), 503)
+        assert "took longer than the limit of 0 s" in msg and hint in msg
+    ok = client.post("/api/why", json={"checkpoint": CKPT, "image": {"test": 0}, "methods": ["gradcam"]})
+    assert ok.status_code == 200  # single passes have no limit to reach

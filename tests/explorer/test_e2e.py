@@ -461,3 +461,36 @@ def test_playground_view(page: object, server: str) -> None:
     no_error_banner(page)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=False)
+
+
+# ----------------------------------------------------------------------------- what a channel sees
+
+
+def test_channels_view(page: object, server: str) -> None:
+    page.goto(server + "#channels")
+    wait_text(page, "#c-meta", "lenet5")
+    # the first convolution by default: one image per channel, computed in the background
+    wait_text(page, "#c-status", "6 of 6 channels of layer 0", timeout=60_000)
+    sync_api.expect(page.locator("#c-grid .channel img")).to_have_count(6)
+    # another layer, fewer steps
+    page.fill("#c-steps", "48")
+    page.select_option("#c-layer", "3")
+    wait_text(page, "#c-status", "16 of 16 channels of layer 3", timeout=60_000)
+    wait_text(page, "#c-status", "48 steps at 28×28")
+    sync_api.expect(page.locator("#c-grid .channel img")).to_have_count(16)
+    # asked again, every channel comes from the cache
+    page.click("#c-go")
+    wait_text(page, "#c-status", "16 from the cache")
+    # a channel's top test images, with the numbers the API gives
+    page.click("#c-grid .channel[data-channel='5']")
+    wait_text(page, "#c-top-title", "test images that excite channel 5 most", timeout=30_000)
+    sync_api.expect(page.locator("#c-top figure")).to_have_count(12)
+    q = "checkpoint=lenet5-lr0.01/last.safetensors&layer=3&channel=5&k=12"
+    top = page.request.get(server + "api/channels/top?" + q).json()
+    first = top["items"][0]
+    assert page.locator("#c-top figure >> nth=0").get_attribute("data-index") == str(first["index"])
+    wait_text(page, "#c-top figure >> nth=0", f"{first['class']} {js_fmt(first['mean'], 3)}")
+    wait_text(page, "#c-detail-title", "Layer 3, channel 5")
+    no_error_banner(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "channels.png"), full_page=False)
