@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import glassnet.functional as F
 from glassnet import backend as glassnet_backend
 from glassnet.autograd import Op, use_backend
+from glassnet.fast import activation as fast_activation
 from glassnet.fast import conv as fast_conv
 from glassnet.fast import pool as fast_pool
 
@@ -76,7 +77,7 @@ def matrix(strategy: st.SearchStrategy, check: Any, factor: int = 1) -> None:
 def test_every_fast_kernel_is_in_this_matrix() -> None:
     """A new fast kernel needs a matrix here: the ops with a fast pair are exactly these."""
     fast_ops = {name for name in F.__all__ if isinstance(getattr(F, name), Op) and getattr(F, name).fast_forward}
-    assert fast_ops == {"conv2d", "max_pool2d"}
+    assert fast_ops == {"conv2d", "max_pool2d", "relu", "relu6"}
 
 
 # ------------------------------------------------------------------------------------------------ conv2d
@@ -130,6 +131,7 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_conv, "SHIFT_BLOCK_BYTES", 1)
     monkeypatch.setattr(fast_conv, "SHIFT_MIN_BLOCK", 7)
     monkeypatch.setattr(fast_pool, "POOL_PARALLEL_MIN", 0)
+    monkeypatch.setattr(fast_activation, "PARALLEL_MIN", 0)
 
 
 def _check_conv(case: Any) -> None:
@@ -282,3 +284,54 @@ def test_fast_max_pool_declines_what_it_cannot_pool() -> None:
     assert fast_pool.supports(np.zeros((1, 1, 4, 4)), 2)
     assert not fast_pool.supports(np.zeros((1, 1, 40, 40)), 16)
     assert not fast_pool.supports(np.zeros((1, 1, 4, 4)), "two")
+
+
+# ------------------------------------------------------------------------------------------ relu, relu6
+
+
+@st.composite
+def activation_cases(draw: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Inputs on and around the kinks (0, 6) and upstream gradients with ±0, ±∞ and NaN."""
+    op = draw(st.sampled_from([F.relu, F.relu6]))
+    dtype = draw(DTYPES)
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    specials = np.array([0.0, -0.0, 6.0, -1e-30, 1e-30, 5.999, np.inf, -np.inf], dtype=dtype)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.flat[rng.integers(0, x.size, x.size // 3 + 1)] = rng.choice(specials, x.size // 3 + 1)
+    g = rng.standard_normal(shape).astype(dtype)
+    g.flat[rng.integers(0, g.size, g.size // 3 + 1)] = rng.choice(
+        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -5.0], dtype=dtype), g.size // 3 + 1
+    )
+    return op, x, g
+
+
+def _check_activation(case: Any) -> None:
+    op, x, g = case
+    fast, ref = run(op, "fast", (x,), {}, g), run(op, "reference", (x,), {}, g)
+    for got, want in zip(fast, ref, strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        # bit for bit: NaN where the reference passes NaN on, +0.0 (not −0.0) where it masks
+        assert got.tobytes() == want.tobytes(), (op.__name__, x, g, got, want)
+
+
+def test_relu_fast_equals_reference_bit_for_bit() -> None:
+    matrix(activation_cases(), _check_activation, factor=2)
+
+
+def test_relu_fast_equals_reference_split_over_threads(split_and_blocked: None) -> None:
+    matrix(activation_cases(), _check_activation)
+
+
+def test_relu_fast_backward_on_odd_layouts_and_dtypes() -> None:
+    """A transposed (non-contiguous) gradient and a broadcast one take the reference's rule."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    for g in (rng.standard_normal((5, 4)).astype(np.float32).T, np.float32(2.0) * np.ones((1, 5), np.float32)):
+        _, ctx = F.relu_forward(x)
+        got = fast_activation.relu_backward(g, ctx)[0]
+        np.testing.assert_array_equal(got, np.where(x > 0, g, 0.0))
+    assert not fast_activation.supports(np.arange(4))  # integers: the reference converts them
+    with use_backend("fast"):
+        _, ctx = F.relu.forward(np.arange(-2, 3))
+    assert ctx.backend == "reference"

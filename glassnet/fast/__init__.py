@@ -13,6 +13,8 @@ conv2d         :mod:`.conv`: im2col by shifted slices, batch-innermost or gather
                taps (``algorithm=``), blocked and split over worker threads
 max_pool2d     :mod:`.pool`: separable two-pass maximum with uint8 winners
                (windows up to 255 cells), split over worker threads
+relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwise AND),
+               split over worker threads
 =============  ===================================================================
 
 Which pair runs is chosen per call (:func:`glassnet.autograd.use_backend`): the fast one
@@ -20,10 +22,12 @@ by default, for NumPy inputs it supports; the reference otherwise (and everywher
 inside ``use_backend("reference")``).
 """
 
-from ..functional import conv2d, max_pool2d
-from . import conv, pool
+from ..functional import conv2d, max_pool2d, relu, relu6
+from . import activation, conv, pool
 
 conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
 max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
+relu.register_fast(activation.relu_forward, activation.relu_backward, supports=activation.supports)
+relu6.register_fast(activation.relu6_forward, activation.relu6_backward, supports=activation.supports)
 
-__all__ = ["conv", "pool"]
+__all__ = ["activation", "conv", "pool"]
