@@ -10,6 +10,8 @@ from hypothesis import settings
 
 # "ci" (the default): few, reproducible examples and no per-example deadline (CPU time is shared).
 settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True)
+# "thorough": HYPOTHESIS_PROFILE=thorough for many random examples (run after changing a kernel).
+settings.register_profile("thorough", deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -26,6 +26,7 @@ from glassnet import backend as glassnet_backend
 from glassnet.autograd import Op, use_backend
 from glassnet.fast import activation as fast_activation
 from glassnet.fast import conv as fast_conv
+from glassnet.fast import norm as fast_norm
 from glassnet.fast import pool as fast_pool
 
 TOL = {np.dtype(np.float64): (1e-10, 1e-10), np.dtype(np.float32): (1e-5, 1e-5)}
@@ -77,7 +78,7 @@ def matrix(strategy: st.SearchStrategy, check: Any, factor: int = 1) -> None:
 def test_every_fast_kernel_is_in_this_matrix() -> None:
     """A new fast kernel needs a matrix here: the ops with a fast pair are exactly these."""
     fast_ops = {name for name in F.__all__ if isinstance(getattr(F, name), Op) and getattr(F, name).fast_forward}
-    assert fast_ops == {"conv2d", "max_pool2d", "relu", "relu6"}
+    assert fast_ops == {"batch_norm", "conv2d", "max_pool2d", "relu", "relu6"}
 
 
 # ------------------------------------------------------------------------------------------------ conv2d
@@ -132,6 +133,7 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_conv, "SHIFT_MIN_BLOCK", 7)
     monkeypatch.setattr(fast_pool, "POOL_PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_activation, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(fast_norm, "PARALLEL_MIN", 0)
 
 
 def _check_conv(case: Any) -> None:
@@ -335,3 +337,66 @@ def test_relu_fast_backward_on_odd_layouts_and_dtypes() -> None:
     with use_backend("fast"):
         _, ctx = F.relu.forward(np.arange(-2, 3))
     assert ctx.backend == "reference"
+
+
+# ------------------------------------------------------------------------------------------ batch_norm
+
+
+@st.composite
+def batch_norm_cases(draw: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    dtype = draw(DTYPES)
+    n, c, h, w = draw(st.integers(1, 5)), draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    training = draw(st.booleans())
+    assume(not training or n * h * w > 1)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    arrays = {
+        "x": (rng.standard_normal((n, c, h, w)) * 3 + draw(st.sampled_from([0.0, 5.0]))).astype(dtype),
+        "running_mean": rng.standard_normal(c).astype(dtype),
+        "running_var": rng.uniform(0.5, 2, c).astype(dtype),
+        "weight": rng.standard_normal(c).astype(dtype) if draw(st.booleans()) else None,
+        "bias": rng.standard_normal(c).astype(dtype) if draw(st.booleans()) else None,
+    }
+    opts = {"training": training, "momentum": draw(st.sampled_from([0.0, 0.1, 1.0])), "eps": 1e-5}
+    return arrays, opts, normal_grad(draw(st.integers(0, 100)), dtype)
+
+
+def _check_batch_norm(case: Any) -> None:
+    """Output, the three gradients and the updated running statistics agree."""
+    arrays, opts, grad = case
+    results = {}
+    for backend in ("fast", "reference"):
+        a = {k: (None if v is None else v.copy()) for k, v in arrays.items()}
+        with use_backend(backend):
+            out, ctx = F.batch_norm.forward(**a, **opts)
+            assert ctx.backend == backend
+            dx, _, _, dw, db = F.batch_norm.backward(grad(out.shape), ctx)
+        results[backend] = [out, dx, dw, db, a["running_mean"], a["running_var"]]
+    rtol, atol = TOL[arrays["x"].dtype]
+    names = ["out", "dx", "dweight", "dbias", "running_mean", "running_var"]
+    for what, got, want in zip(names, results["fast"], results["reference"], strict=True):
+        if want is None:
+            assert got is None, what
+            continue
+        assert got.shape == want.shape and got.dtype == want.dtype, (what, got.dtype, want.dtype)
+        scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * scale, err_msg=f"batch_norm {opts} {what}")
+
+
+def test_batch_norm_fast_equals_reference() -> None:
+    matrix(batch_norm_cases(), _check_batch_norm, factor=2)
+
+
+def test_batch_norm_fast_equals_reference_split_over_threads(split_and_blocked: None) -> None:
+    matrix(batch_norm_cases(), _check_batch_norm)
+
+
+def test_batch_norm_fast_declines_what_it_does_not_cover() -> None:
+    """[N, C] input and non-contiguous views run the reference; bad arguments raise the reference's errors."""
+    x2 = np.ones((4, 3), np.float32)
+    assert not fast_norm.supports(x2)
+    assert not fast_norm.supports(np.ones((2, 3, 4, 4), np.float32).transpose(0, 1, 3, 2)[:, :, ::2])
+    assert fast_norm.supports(np.ones((2, 3, 4, 4), np.float32))
+    with use_backend("fast"), pytest.raises(ValueError, match="eps must be a finite number > 0, got -1"):
+        F.batch_norm.forward(np.ones((2, 3, 4, 4), np.float32), np.zeros(3), np.ones(3), eps=-1)
+    with use_backend("fast"), pytest.raises(ValueError, match=r"weight must have shape \(3,\), got \(2,\)"):
+        F.batch_norm.forward(np.ones((2, 3, 4, 4), np.float32), None, None, weight=np.ones(2))

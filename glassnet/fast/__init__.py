@@ -13,6 +13,8 @@ conv2d         :mod:`.conv`: im2col by shifted slices, batch-innermost or gather
                taps (``algorithm=``), blocked and split over worker threads
 max_pool2d     :mod:`.pool`: separable two-pass maximum with uint8 winners
                (windows up to 255 cells), split over worker threads
+batch_norm     :mod:`.norm`: per-channel sums as einsum contractions, x̂ in place,
+               dx folded into per-channel coefficients; split over worker threads
 relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwise AND),
                split over worker threads
 =============  ===================================================================
@@ -22,12 +24,13 @@ by default, for NumPy inputs it supports; the reference otherwise (and everywher
 inside ``use_backend("reference")``).
 """
 
-from ..functional import conv2d, max_pool2d, relu, relu6
-from . import activation, conv, pool
+from ..functional import batch_norm, conv2d, max_pool2d, relu, relu6
+from . import activation, conv, norm, pool
 
 conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
 max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
 relu.register_fast(activation.relu_forward, activation.relu_backward, supports=activation.supports)
 relu6.register_fast(activation.relu6_forward, activation.relu6_backward, supports=activation.supports)
+batch_norm.register_fast(norm.batch_norm_forward, norm.batch_norm_backward, supports=norm.supports)
 
-__all__ = ["activation", "conv", "pool"]
+__all__ = ["activation", "conv", "norm", "pool"]

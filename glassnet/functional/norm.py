@@ -28,6 +28,25 @@ def _bn_check(x: Any, training: bool, **per_channel: Any) -> tuple[tuple[int, ..
     return ((0, 2, 3), (1, -1, 1, 1)) if x.ndim == 4 else ((0,), (1, -1))
 
 
+def batch_norm_arguments(
+    x: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any, training: bool, momentum: Any, eps: Any
+) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
+    """Check batch_norm's arguments (shared by the fast kernel): ``(x as float, axes, shape)``."""
+    for name, v, ok, expected in (
+        ("eps", eps, lambda v: v > 0, "a finite number > 0"),
+        ("momentum", momentum, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not ok(v):
+            raise ValueError(f"batch_norm: {name} must be {expected}, got {v!r}")
+    if running_var is not None:
+        low = float(array_namespace(running_var).min(running_var))
+        if low < 0:
+            raise ValueError(f"batch_norm: running_var must be >= 0 (a variance), got a minimum of {low}")
+    x = as_float(x, "batch_norm input")
+    axes, shape = _bn_check(x, training, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
+    return x, axes, shape
+
+
 def batch_norm_forward(
     x: Any,
     running_mean: Any,
@@ -46,19 +65,8 @@ def batch_norm_forward(
     unbiased), as PyTorch does. Inference (``training=False``) uses the running
     statistics.
     """
-    for name, v, ok, expected in (
-        ("eps", eps, lambda v: v > 0, "a finite number > 0"),
-        ("momentum", momentum, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    ):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not ok(v):
-            raise ValueError(f"batch_norm: {name} must be {expected}, got {v!r}")
-    if running_var is not None:
-        low = float(array_namespace(running_var).min(running_var))
-        if low < 0:
-            raise ValueError(f"batch_norm: running_var must be >= 0 (a variance), got a minimum of {low}")
-    x = as_float(x, "batch_norm input")
+    x, axes, shape = batch_norm_arguments(x, running_mean, running_var, weight, bias, training, momentum, eps)
     xp = array_namespace(x)
-    axes, shape = _bn_check(x, training, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
     if training:
         count = math.prod(x.shape) // x.shape[1]
         mean = xp.mean(x, axis=axes)
