@@ -543,6 +543,27 @@ def _load() -> str:
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def _blas_line() -> str:
+    """Which OpenBLAS kernels NumPy runs, and whether the environment pinned them."""
+    info = glassnet.backend.blas_info() if hasattr(glassnet.backend, "blas_info") else {}
+    if not info:
+        from threadpoolctl import threadpool_info
+
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        info = (
+            {
+                "library": blas[0].get("internal_api"),
+                "version": blas[0].get("version"),
+                "architecture": blas[0].get("architecture"),
+            }
+            if blas
+            else {}
+        )
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    how = f"pinned by OPENBLAS_CORETYPE={pinned}" if pinned else "chosen by OpenBLAS for this CPU"
+    return f"{info.get('library')} {info.get('version')}, {info.get('architecture')} kernels ({how})"
+
+
 def main() -> None:
     if ARGS._memory:
         memory_child(ARGS._memory[0], ARGS._memory[1], int(ARGS._memory[2]))
@@ -605,6 +626,9 @@ def main() -> None:
         f"glassnet {glassnet.__version__} (git {_git_commit()}, engine API: {api}), PyTorch {torch.__version__}, "
         f"NumPy {np.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs. "
         f"Load average (1, 5, 15 min): {load_start} at the start, {load_end} at the end; {wall:.0f} s in all.",
+        "",
+        f"NumPy's BLAS: {_blas_line()}. PyTorch's convolutions: "
+        f"{'oneDNN (mkldnn)' if torch.backends.mkldnn.is_available() else 'its own kernels'}.",
         "",
     ]
     if rows:

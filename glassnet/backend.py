@@ -257,6 +257,26 @@ def _blas() -> Any:
     return libs[0] if libs else None
 
 
+def blas_info() -> dict[str, Any]:
+    """NumPy's BLAS library as loaded: name, version, kernel architecture and threads.
+
+    OpenBLAS picks its kernels for the CPU when NumPy loads, unless ``OPENBLAS_CORETYPE``
+    names them; on an AVX-512 CPU, ``"Haswell"`` kernels use half the vector width
+    (some machines pin them for old OpenBLAS builds). Benchmarks print this.
+    """
+    import os
+
+    blas = _blas()
+    info = dict(blas.info()) if blas is not None else {}
+    return {
+        "library": info.get("internal_api"),
+        "version": info.get("version"),
+        "architecture": info.get("architecture"),
+        "threads": info.get("num_threads"),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+
+
 def num_workers() -> int:
     """How many threads :func:`parallel` splits work over (1 inside a worker)."""
     global _workers
