@@ -215,34 +215,31 @@ def result_dtype(*arrays: Any) -> Any:
     return xp.float64 if wide else xp.float32
 
 
-_workers: int | None = None  # glassnet's own worker threads (None: as many as BLAS uses)
+_workers: int | None = None  # glassnet's own worker threads (None: as many as BLAS had)
 _pool: Any = None
+_pool_size = 0
 _local = threading.local()
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads: in the BLAS library NumPy is linked to and in glassnet's own workers.
+    """Use ``n`` threads in glassnet's fast kernels (its own worker threads).
 
-    Environment variables such as ``OPENBLAS_NUM_THREADS`` only work before NumPy is
-    imported; this works at any time (through threadpoolctl). On a busy 2-core machine
-    one thread is often faster: a second BLAS thread waiting for a core stalls every
-    small matrix product. Without a call, glassnet uses as many workers as BLAS has threads.
+    NumPy's BLAS is kept at one thread (see :func:`num_workers`): glassnet splits its work
+    into parts fixed by the problem, runs them on ``n`` workers and adds partial results in
+    a fixed order, so a model trains to bit-identical weights on any number of threads
+    (a multi-threaded BLAS splits products by its thread count and rounds differently).
+    Works at any time, unlike ``OPENBLAS_NUM_THREADS``, which only counts before NumPy loads.
     """
     global _workers
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=n, user_api="blas")
+    _single_threaded_blas()
     _workers = n
 
 
-def get_num_threads() -> int | None:
-    """Threads of the BLAS library NumPy uses (None if it cannot be told)."""
-    from threadpoolctl import threadpool_info
-
-    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    return counts[0] if counts else None
+def get_num_threads() -> int:
+    """How many threads glassnet's fast kernels use (:func:`set_num_threads`)."""
+    return num_workers()
 
 
 @functools.cache
@@ -277,14 +274,29 @@ def blas_info() -> dict[str, Any]:
     }
 
 
+def _single_threaded_blas() -> int:
+    """Hold NumPy's BLAS at one thread; the thread count it had before (1 if none can be told)."""
+    blas = _blas()
+    if blas is None:
+        return 1
+    before = max(1, int(blas.num_threads))
+    if before != 1:
+        blas.set_num_threads(1)
+    return before
+
+
 def num_workers() -> int:
-    """How many threads :func:`parallel` splits work over (1 inside a worker)."""
+    """How many threads :func:`parallel` splits work over (1 inside a worker).
+
+    Until :func:`set_num_threads` is called, as many as NumPy's BLAS had threads when glassnet
+    first asked (``OPENBLAS_NUM_THREADS``, else the cores), and from then on BLAS runs
+    single-threaded in this process: glassnet does its own splitting (see :func:`parallel`).
+    """
     global _workers
     if getattr(_local, "inside", False):
         return 1
     if _workers is None:
-        blas = _blas()
-        _workers = max(1, int(blas.num_threads)) if blas is not None else 1
+        _workers = _single_threaded_blas()
     return _workers
 
 
@@ -292,32 +304,28 @@ def parallel(fn: Callable[[int, int], T], parts: int | None = None) -> list[T]:
     """Run ``fn(k, parts)`` for k = 0 .. parts−1 on glassnet's worker threads; their results.
 
     NumPy releases the GIL inside copies, ufuncs and matrix products, so an op that splits
-    its work into independent parts (blocks of im2col columns, halves of a batch) runs the
-    parts on separate cores; meanwhile BLAS is held at one thread, so the cores are not
-    oversubscribed, and restored afterwards. With one worker (``set_num_threads(1)``,
-    ``OPENBLAS_NUM_THREADS=1``) everything runs in the calling thread. ``parts`` defaults
-    to :func:`num_workers`. Which part does what is fixed, so results do not depend on timing.
+    its work into independent parts (blocks of im2col columns, slices of a batch) runs the
+    parts on separate cores, each with a single-threaded BLAS. With one worker
+    (``set_num_threads(1)``) everything runs in the calling thread. ``parts`` defaults to
+    :func:`num_workers`. Which part does what is fixed, so results do not depend on timing;
+    kernels whose results must not depend on the worker count either (all of glassnet's)
+    cut the work into pieces fixed by the problem and hand those out, ``pieces[k::parts]``.
     """
-    global _pool
+    global _pool, _pool_size
     workers = num_workers()
     parts = workers if parts is None else parts
     if workers == 1 or parts == 1:
+        if not getattr(_local, "inside", False):
+            _single_threaded_blas()  # in case something raised it since
         return [fn(k, parts) for k in range(parts)]
-    if _pool is None:
+    if _pool is None or _pool_size < workers - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="glassnet")
-    blas = _blas()
-    before = blas.num_threads if blas is not None else None
-    if blas is not None:
-        blas.set_num_threads(1)
-    try:
-        futures = [_pool.submit(_in_worker, fn, k, parts) for k in range(1, parts)]
-        first = _in_worker(fn, 0, parts)
-        return [first] + [f.result() for f in futures]
-    finally:
-        if blas is not None:
-            blas.set_num_threads(before)
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="glassnet"), workers - 1
+    _single_threaded_blas()  # in case something raised it since
+    futures = [_pool.submit(_in_worker, fn, k, parts) for k in range(1, parts)]
+    first = _in_worker(fn, 0, parts)
+    return [first] + [f.result() for f in futures]
 
 
 def _in_worker(fn: Callable[[int, int], T], k: int, parts: int) -> T:

@@ -99,8 +99,10 @@ def test_two_ranks_train_as_one_process_rank_0_writes_and_failures_stop_all(two_
     assert ranks[0]["checks"] == ranks[1]["checks"] == [True] * 14, "weights differed between ranks after a step"
     two = np.load(out / "train.npz")
     model, hist = _worker().run(None, 32, False)
+    # equal to float32 rounding: each rank sums its half of the batch, then the halves are added,
+    # an order of addition one process does not use; 14 momentum steps carry the last bits along
     for k, v in model.state_dict().items():
-        np.testing.assert_allclose(two[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(two[k], v, rtol=1e-4, atol=1e-5, err_msg=k)
     for a, b, c in zip(ranks[0]["epochs"], ranks[1]["epochs"], hist.epochs, strict=True):
         assert a["train_acc"] == b["train_acc"] == c["train_acc"] and a["val_acc"] == b["val_acc"] == c["val_acc"]
         assert a["train_loss"] == b["train_loss"] == pytest.approx(c["train_loss"], rel=1e-5)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend as _backend_module
 from .tensor import Node, Tensor, is_grad_enabled, make_output
 
 BACKENDS = ("fast", "reference")
@@ -259,6 +260,8 @@ class Op:
 
     def forward(self, *args: Any, **kwargs: Any) -> tuple[Any, Context]:
         """Run the chosen forward on arrays; returns ``(out, ctx)`` with ``ctx.backend`` set."""
+        if _backend_module._workers is None:
+            _backend_module.num_workers()  # first op: hold BLAS at one thread (glassnet splits work itself)
         backend = self.choose(args, kwargs)
         out, ctx = self.forward_for(backend)(*args, **kwargs)
         ctx["backend"] = backend

@@ -107,6 +107,51 @@ def _copy(
     parallel(work, parts)
 
 
+def _chunks(rows: int, total: int, itemsize: int) -> list[tuple[int, int]]:
+    """Column ranges [a, b) of a [rows, total] operand, each about SHIFT_BLOCK_BYTES (fixed by the problem)."""
+    size = max(SHIFT_MIN_BLOCK, (SHIFT_BLOCK_BYTES or 2**62) // max(1, rows * itemsize))
+    return [(a, min(a + size, total)) for a in range(0, total, size)]
+
+
+def _matmul_columns(a: np.ndarray, b: np.ndarray, parts: int) -> np.ndarray:
+    """``a @ b`` for [G, M, K] · [G, K, P], in fixed column chunks of b handed out to the workers.
+
+    Each chunk is one single-threaded BLAS product, the same whatever the number of workers.
+    """
+    out = np.empty((*a.shape[:-1], b.shape[-1]), dtype=np.result_type(a, b))
+    chunks = _chunks(b.shape[-2], b.shape[-1], out.itemsize)
+
+    def work(k: int, p: int) -> None:
+        for lo, hi in chunks[k::p]:
+            np.matmul(a, b[..., lo:hi], out=out[..., lo:hi])
+
+    parallel(work, min(parts, len(chunks)))
+    return out
+
+
+def _matmul_reduce(a: np.ndarray, bt: np.ndarray, parts: int) -> np.ndarray:
+    """``a @ bt`` for [G, K, P] · [G, P, F] with P long (a weight gradient): one partial product per
+    fixed chunk of P, on the workers, added up in chunk order (bit-identical on any thread count)."""
+    chunks = _chunks(max(a.shape[-2], bt.shape[-1]), a.shape[-1], a.itemsize)
+    partial = np.empty((len(chunks), *a.shape[:-1], bt.shape[-1]), dtype=np.result_type(a, bt))
+
+    def work(k: int, p: int) -> None:
+        for i in range(k, len(chunks), p):
+            lo, hi = chunks[i]
+            np.matmul(a[..., lo:hi], bt[..., lo:hi, :], out=partial[i])
+
+    parallel(work, min(parts, len(chunks)))
+    total = partial[0]
+    for more in partial[1:]:
+        total += more
+    return total
+
+
+def _by_channel(fn: Any, c: int, parts: int) -> None:
+    """Run ``fn(c0, c1)`` over channel ranges split among the workers (copies: any split is exact)."""
+    parallel(lambda k, p: fn(c * k // p, c * (k + 1) // p), min(parts, c))
+
+
 def conv2d_forward(
     x: Any,
     weight: Any,
@@ -176,19 +221,24 @@ def conv2d_forward(
         hwn = algorithm == "hwn"
         xp4 = np.zeros((c, hp, wp, n) if hwn else (c, n, hp, wp), dtype=dtype)
         xv = xp4.transpose(0, 3, 1, 2) if hwn else xp4
-        xv[:, :, pt : pt + h, pl : pl + w] = x.transpose(1, 0, 2, 3)
         cols = np.empty((c, t_count, ho, wo, n) if hwn else (c, t_count, n, ho, wo), dtype=dtype)
         cv = cols.transpose(0, 1, 4, 2, 3) if hwn else cols
-        for t, sl in taps((kh, kw), stride, dilation, (ho, wo)):
-            cv[:, t] = xv[:, :, sl[0], sl[1]]
-        full = np.matmul(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo))
+        tap_list = list(taps((kh, kw), stride, dilation, (ho, wo)))
+
+        def im2col(c0: int, c1: int) -> None:
+            xv[c0:c1, :, pt : pt + h, pl : pl + w] = x[:, c0:c1].transpose(1, 0, 2, 3)
+            for t, sl in tap_list:
+                cv[c0:c1, t] = xv[c0:c1, :, sl[0], sl[1]]
+
+        _by_channel(im2col, c, parts)
+        full = _matmul_columns(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo), parts)
         if hwn:
             out[...] = full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
         else:
             out[...] = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
         if bias is not None:
             out += bias.reshape(1, f, 1, 1)
-        ctx = Context(path=algorithm, cols=cols)
+        ctx = Context(path=algorithm, cols=cols, parts=parts)
     ctx.update(
         x_shape=x.shape,
         w_mat=w_mat,
@@ -236,52 +286,42 @@ def conv2d_backward(
         _copy(gbuf[:, margin:].reshape(f, n, hp, wp)[:, :, :ho, :wo], grad.transpose(1, 0, 2, 3), parts, zero=gbuf)
         g2 = gbuf[:, margin:]
         # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
-        # so an im2col of the gradient (taps shifted the other way) times Wᵀ gives it. With few
-        # input channels dcols = Wᵀ·dOut is smaller: its tap blocks are added back instead (col2im).
-        use_gcols = f <= c
-        if need_dx and use_gcols:
+        # so an im2col of the gradient (taps shifted the other way) times Wᵀ gives it, block by
+        # block, each block's rows written once (no adding up across blocks or threads).
+        if need_dx:
             w_t = w_mat.reshape(groups, fg, cg, t_count).transpose(0, 2, 1, 3).reshape(groups, cg, fg * t_count)
             dxp = np.empty((groups, cg, m), dtype=ctx.dtype)  # only the rows of blocks_x are read
         blocks_w = _blocks(n, hp * wp, 0, ho * wp, max(c, f) * t_count, ctx.dtype.itemsize)
-        blocks_x = _blocks(n, hp * wp, pt * wp, h * wp, f * t_count, ctx.dtype.itemsize)
+        blocks_x = _blocks(n, hp * wp, pt * wp, h * wp, f * t_count, ctx.dtype.itemsize) if need_dx else []
+        # dW: one partial product per block (the blocks are fixed by the problem, not by the
+        # number of threads), added up in block order below: bit-identical on any thread count.
+        dw_parts = np.empty((len(blocks_w), groups, cg * t_count, fg), dtype=ctx.dtype)
 
-        def work(k: int, p: int) -> tuple[np.ndarray, np.ndarray | None]:
-            mine_w, mine_x = blocks_w[k::p], blocks_x[k::p] if use_gcols else []
-            longest = max((b - a for a, b in mine_w + mine_x), default=0)
+        def work(k: int, p: int) -> None:
+            mine_w, mine_x = range(k, len(blocks_w), p), blocks_x[k::p]
+            longest = max([blocks_w[i][1] - blocks_w[i][0] for i in mine_w] + [b - a for a, b in mine_x], default=0)
             scratch = np.empty((max(c, f), t_count, longest), dtype=ctx.dtype)
-            dw_k = np.zeros((groups, cg * t_count, fg), dtype=ctx.dtype)
-            dbuf = np.zeros((c, m + margin), dtype=ctx.dtype) if need_dx and not use_gcols else None
-            for a, b in mine_w:
-                g_blk = g2[:, a:b].reshape(groups, fg, b - a)
+            for i in mine_w:
+                a, b = blocks_w[i]
                 cols = _shift_cols(ctx.buf, offsets, a, b, scratch[:c])
-                # dW += cols · dOutᵀ (this orientation: OpenBLAS runs dOut · colsᵀ up to 100× slower)
-                dw_k += np.matmul(cols.reshape(groups, cg * t_count, b - a), g_blk.transpose(0, 2, 1))
-                if dbuf is not None:
-                    dcols = np.matmul(w_mat.transpose(0, 2, 1), g_blk).reshape(c, t_count, b - a)
-                    for t, off in enumerate(offsets):
-                        dbuf[:, a + off : b + off] += dcols[:, t]
-            if need_dx and use_gcols:
-                for a, b in mine_x:
-                    gcols = _shift_cols(gbuf, offsets, margin + a, margin + b, scratch[:f], sign=-1)
-                    np.matmul(w_t, gcols.reshape(groups, fg * t_count, b - a), out=dxp[:, :, a:b])
-            return dw_k, dbuf
+                # dW = cols · dOutᵀ (this orientation: OpenBLAS runs dOut · colsᵀ up to 100× slower)
+                np.matmul(
+                    cols.reshape(groups, cg * t_count, b - a),
+                    g2[:, a:b].reshape(groups, fg, b - a).transpose(0, 2, 1),
+                    out=dw_parts[i],
+                )
+            for a, b in mine_x:
+                gcols = _shift_cols(gbuf, offsets, margin + a, margin + b, scratch[:f], sign=-1)
+                np.matmul(w_t, gcols.reshape(groups, fg * t_count, b - a), out=dxp[:, :, a:b])
 
-        results = parallel(work, parts)
-        dw = results[0][0]
-        for dw_k, _ in results[1:]:
-            dw += dw_k
+        parallel(work, parts)
+        dw = dw_parts[0]
+        for part in dw_parts[1:]:
+            dw += part
         dw = dw.transpose(0, 2, 1)
-        if not need_dx:
-            dxp = None
-        elif use_gcols:
-            dxp = dxp.reshape(c, n, hp, wp)
-        else:
-            dbuf = results[0][1]
-            for _, dbuf_k in results[1:]:
-                dbuf += dbuf_k
-            dxp = dbuf[:, :m].reshape(c, n, hp, wp)
         dx = None
-        if dxp is not None:
+        if need_dx:
+            dxp = dxp.reshape(c, n, hp, wp)
             dx = np.empty((n, c, h, w), dtype=ctx.dtype)
             _copy(dx, dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3), parts)
     elif ctx.path == "hwn":
@@ -289,7 +329,7 @@ def conv2d_backward(
         gh = np.ascontiguousarray(grad.transpose(1, 2, 3, 0))  # [F, H_out, W_out, N]
         g2 = gh.reshape(groups, fg, ho * wo * n)
         cols = ctx.cols.reshape(groups, cg * t_count, ho * wo * n)
-        dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
+        dw = _matmul_reduce(cols, g2.transpose(0, 2, 1), ctx.parts).transpose(0, 2, 1)  # see the shift path
         dx = None
         if need_dx:
             # dx row by row: gx[o, j, y, X, n] = dOut[o, y, x, n] at X = x·s + j·d (an im2col of
@@ -299,7 +339,7 @@ def conv2d_backward(
             for j, cols_j in enumerate(axis_taps(kw, sw, dw_, wo)):
                 gx[:, j, :, cols_j] = gh
             w_x = ctx.w_mat.reshape(groups, fg, cg, kh, kw).transpose(0, 2, 3, 1, 4).reshape(groups, cg * kh, fg * kw)
-            r = np.matmul(w_x, gx.reshape(groups, fg * kw, ho * wp * n)).reshape(c, kh, ho, wp, n)
+            r = _matmul_columns(w_x, gx.reshape(groups, fg * kw, ho * wp * n), ctx.parts).reshape(c, kh, ho, wp, n)
             dxh = np.zeros((c, hp, wp, n), dtype=ctx.dtype)
             for i, rows_i in enumerate(axis_taps(kh, sh, dh, ho)):
                 dxh[:, rows_i] += r[:, i]
@@ -307,10 +347,10 @@ def conv2d_backward(
     else:
         g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
         cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
-        dw = np.matmul(cols, g2.transpose(0, 2, 1)).transpose(0, 2, 1)  # see the shift path
+        dw = _matmul_reduce(cols, g2.transpose(0, 2, 1), ctx.parts).transpose(0, 2, 1)  # see the shift path
         dx = None
         if need_dx:
-            dcols = np.matmul(w_mat.transpose(0, 2, 1), g2).reshape(c, t_count, n, ho, wo)
+            dcols = _matmul_columns(w_mat.transpose(0, 2, 1), g2, ctx.parts).reshape(c, t_count, n, ho, wo)
             dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
             for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
                 dxp[:, :, sl[0], sl[1]] += dcols[:, t]

@@ -14,8 +14,9 @@ same results to rounding. What changes is how many times the activations are rea
   two passes instead of the reference's five, and Σg·x̂ is computed once (the reference
   computes it for dγ and again for its mean).
 
-Large batches are cut into parts along N, one per worker thread; the per-channel sums of
-the parts are added in a fixed order, so results do not depend on timing.
+Large batches are cut into parts along N, one per worker thread. Every element and
+every row sum is computed by one thread the same way whatever the split, and the row sums
+are added up in one fixed order: results are bit-identical on any number of threads.
 """
 
 from __future__ import annotations
@@ -38,23 +39,25 @@ def _split(n: int, size: int) -> int:
 
 
 def _channel_sums(a: np.ndarray, b: np.ndarray | None, parts: int) -> np.ndarray:
-    """Σ over N and L of a (or of a·b) per channel, for [N, C, L] arrays.
+    """Σ over N and L of a (or of a·b) per channel, for [N, C, L] arrays, in float64.
 
-    Each row of L is summed in the array's dtype, the rows in float64 (PyTorch accumulates
-    batch statistics in double on the CPU), and the parts in a fixed order.
+    Each row of L is summed in the array's dtype (rows are split among the workers, but
+    each row is summed whole by one of them), then all N rows in float64 (PyTorch
+    accumulates batch statistics in double on the CPU) in one fixed order: the result
+    does not depend on the number of threads, bit for bit.
     """
     n = a.shape[0]
+    rows = np.empty(a.shape[:2], dtype=a.dtype)
 
-    def work(k: int, p: int) -> np.ndarray:
+    def work(k: int, p: int) -> None:
         lo, hi = n * k // p, n * (k + 1) // p
-        rows = np.einsum("ncl->nc", a[lo:hi]) if b is None else np.einsum("ncl,ncl->nc", a[lo:hi], b[lo:hi])
-        return rows.sum(axis=0, dtype=np.float64)
+        if b is None:
+            np.einsum("ncl->nc", a[lo:hi], out=rows[lo:hi])
+        else:
+            np.einsum("ncl,ncl->nc", a[lo:hi], b[lo:hi], out=rows[lo:hi])
 
-    sums = parallel(work, parts)
-    total = sums[0]
-    for s in sums[1:]:
-        total = total + s
-    return total
+    parallel(work, parts)
+    return rows.sum(axis=0, dtype=np.float64)
 
 
 def batch_norm_forward(
