@@ -1191,13 +1191,36 @@ def test_no_reference_cycle_keeps_activations_alive() -> None:
             loss = _lenet_loss(model)
             if do_backward:
                 loss.backward()
-            assert len(refs) == 3 * len(model) and all(r() is not None for r in refs)
+            assert len(refs) == 3 * len(model) and all(r() is not None for r in refs[2::3])  # the graph
             del loss
             alive = [r() for r in refs if r() is not None]
             assert alive == [], f"{len(alive)} objects outlived the loss (backward={do_backward})"
     finally:
         if was_enabled:
             gc.enable()
+
+
+def test_activations_that_no_backward_needs_are_freed_before_backward() -> None:
+    """A node keeps where its inputs came from, not the inputs: an activation that no backward
+    saved (a ReLU's input: its backward keeps only the mask) is freed as soon as the forward
+    drops it, while the loss still holds the graph. Hooks on a dropped tensor still run (as in
+    torch), and retain_grad fills the grad of one that is kept."""
+    x = glassnet.Tensor(np.linspace(-1, 1, 12).reshape(3, 4), requires_grad=True)
+    h = x * 3.0  # mul saves its other operand (3.0), not this product
+    seen: list[Any] = []
+    h.register_hook(lambda g: seen.append(np.array(g)))
+    r = F.relu(h)
+    kept = F.relu(r)
+    kept.retain_grad()
+    loss = (kept * 2.0).sum()
+    gone = weakref.ref(h.data)
+    del h, r
+    gc.collect()
+    assert gone() is None, "an activation outlived its last use in forward"
+    loss.backward()
+    np.testing.assert_array_equal(kept.grad, np.full((3, 4), 2.0))
+    assert len(seen) == 1 and seen[0].shape == (3, 4)
+    np.testing.assert_array_equal(x.grad, np.where(x.data > 0, 6.0, 0.0))
 
 
 def _rss_bytes() -> int:

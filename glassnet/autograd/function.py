@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend as _backend_module
-from .tensor import Node, Tensor, is_grad_enabled, make_output
+from .tensor import Node, Produced, Tensor, is_grad_enabled, make_output
 
 BACKENDS = ("fast", "reference")
 _backend_state = threading.local()
@@ -309,7 +309,8 @@ class Op:
             return make_output(out, None)
         while tensors and tensors[-1] is None:
             tensors = tensors[:-1]
-        node = Node(self, ctx, tensors, current_module(), ctx["backend"])
+        edges = tuple(t if t is None or t.grad_fn is None else Produced(t) for t in tensors)
+        node = Node(self, ctx, edges, current_module(), ctx["backend"])
         return make_output(out, node)
 
     def _trace(

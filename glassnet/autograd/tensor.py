@@ -65,20 +65,45 @@ def enable_grad(func: Callable[..., Any] | None = None) -> Any:
     return _GradMode(True) if func is None else _GradMode(True)(func)
 
 
+class Produced:
+    """An input that an op produced, as the node that consumes it keeps it: the node that made
+    it, its shape and name, not its data.
+
+    Backward needs only those (the gradient goes to ``grad_fn``); keeping the tensor itself
+    would keep every intermediate activation alive for the whole step, whether or not a
+    backward needs it (a ReLU's backward needs its mask, not its input). A tensor's hooks
+    are kept by its node too (:attr:`Node.hooks`), so they run even if the tensor is dropped;
+    ``retain_grad`` fills ``.grad`` of a tensor that is still alive.
+    """
+
+    __slots__ = ("grad_fn", "shape", "dtype", "name")
+    requires_grad = True
+
+    def __init__(self, t: Tensor) -> None:
+        self.grad_fn, self.shape, self.dtype, self.name = t.grad_fn, t.shape, t.dtype, t.name
+
+    def __repr__(self) -> str:
+        return f"<output of {self.grad_fn!r}>"
+
+
 class Node:
     """One recorded op application: the op, what its forward saved, and where its inputs came from.
 
-    ``inputs[i]`` is the tensor that was passed as the op's i-th differentiable argument
-    (None where that argument needs no gradient). ``backward`` is filled in at forward
+    ``inputs[i]`` stands for the op's i-th differentiable argument (None where that argument
+    needs no gradient): the tensor itself for a leaf (a parameter, an input), a
+    :class:`Produced` for one that another op made. ``backward`` is filled in at forward
     time, so a learner can see which function will run before it runs.
     """
 
-    __slots__ = ("op", "ctx", "inputs", "out", "module", "backend", "out_shape", "__weakref__")
+    __slots__ = ("op", "ctx", "inputs", "out", "module", "backend", "out_shape", "hooks", "__weakref__")
 
-    def __init__(self, op: Any, ctx: Any, inputs: tuple[Tensor | None, ...], module: str | None, backend: str) -> None:
+    def __init__(
+        self, op: Any, ctx: Any, inputs: tuple[Tensor | Produced | None, ...], module: str | None, backend: str
+    ) -> None:
         self.op = op
         self.ctx = ctx
         self.inputs = inputs
+        self.hooks: list[Callable[[Any], Any]] = []  # the output's hooks (the same list), kept here too
         self.out: Callable[[], Tensor | None] = lambda: None
         self.module = module
         self.backend = backend
@@ -219,6 +244,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         self._hooks.append(hook)
+        if self.grad_fn is not None:
+            self.grad_fn.hooks = self._hooks  # they run even if the tensor itself is dropped (as in torch)
         return HookHandle(self._hooks, hook)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -367,8 +394,8 @@ def _accumulate(t: Tensor, g: Any) -> None:
         t.grad = t.grad + g
 
 
-def _apply_hooks(t: Tensor, g: Any) -> Any:
-    for hook in t._hooks:
+def _apply_hooks(t: Tensor | list[Callable[[Any], Any]], g: Any) -> Any:
+    for hook in t if isinstance(t, list) else t._hooks:
         new = hook(g)
         if new is not None:
             g = new.data if isinstance(new, Tensor) else new
@@ -441,10 +468,9 @@ def _steps(root: Tensor, grad: Any, retain_graph: bool) -> Iterator[BackwardStep
         if g is None:
             continue
         out = node.out()
-        if out is not None:
-            g = _apply_hooks(out, g)
-            if out._retain:
-                _accumulate(out, g)
+        g = _apply_hooks(out if out is not None else node.hooks, g)
+        if out is not None and out._retain:
+            _accumulate(out, g)
         if node.ctx is None:
             raise RuntimeError(
                 f"backward through {node.name} a second time: its saved context was freed after the first "
