@@ -16,6 +16,8 @@ Routes (all answers JSON; errors are ``{"error": message}`` with a 4xx status):
 * ``GET  /api/testimages?checkpoint=&offset=&limit=``  test-set thumbnails
 * ``POST /api/activations``                    every layer's feature maps, first-layer filters, top-k
 * ``GET  /api/activations/{token}/unit?layer=&c=&y=&x=``  one unit's value and receptive field
+  (``&explain=true``: for a convolution's unit, or a ReLU's right after one, every input channel's
+  window, kernel slice and sum, the bias, the total and the ReLU)
 * ``GET  /api/runs``                           the runs under the runs directory
 * ``GET  /api/runs/{name}?since=``             one run's history (``{"unchanged": true}`` if not newer)
 * ``GET  /api/jobs/{id}?since=``               a background job's progress and results; ``DELETE`` cancels it
@@ -760,14 +762,18 @@ def _routes_models(app: FastAPI, ex: Explorer) -> None:
         c: int = Query(0, ge=0),
         y: int = Query(0, ge=0),
         x: int = Query(0, ge=0),
+        explain: bool = Query(False, description="break a convolution's unit down into windows and kernels"),
     ) -> dict[str, Any]:
         records, input_hw = ex.activations.get(token, "activation result")
         if layer >= len(records):
             raise ApiError(f"layer {layer} does not exist: the model has {len(records)} recorded layers")
         try:
-            return mdl.unit_info(records[layer], layer, c, y, x, input_hw)
+            doc = mdl.unit_info(records[layer], layer, c, y, x, input_hw)
+            if explain:
+                doc["computation"] = mdl.conv_unit(records, layer, c, y, x)
         except ValueError as e:
             raise _bad(e) from None
+        return doc
 
 
 # ----------------------------------------------------------------------------- jobs
