@@ -7,10 +7,18 @@ hundred steps on the server.
   code. A layer that cannot work is answered 422 naming it, with the trace's own message
   and the size arithmetic of that layer (kernel larger than its input, a convolution after
   a dense layer, ...), plus the rows before it.
-* ``POST /api/playground/train``    train it (one training at a time, 409 when busy) on
-  ``shapes`` (or ``shapes-rgb``, or Fashion-MNIST where its files are): a background job
-  whose progress (loss and accuracy per step, test accuracy, the first layer's filters) comes
-  from ``GET /api/jobs/{id}``; ``DELETE /api/jobs/{id}`` stops it.
+* ``GET  /api/playground/data``     the data choices: ``shapes``, ``shapes-rgb``, ``fashion-mnist``
+  and ``folder:NAME`` for each folder the explorer was started with (``--folder``), with their
+  input shapes and classes; ``GET /api/playground/testimages?data=`` their test images.
+* ``POST /api/playground/train``    train it (one training at a time, 409 when busy) for
+  ``steps`` or ``epochs``: a background job whose progress (loss and accuracy per step, test
+  accuracy, the first layer's filters, the ``watch``-ed test image's first feature maps)
+  comes from ``GET /api/jobs/{id}``; ``DELETE /api/jobs/{id}`` stops it.
+* ``POST /api/playground/resume``   train the model of a stopped or finished job further: the
+  same weights, optimiser state, position in the epoch and step count (a new job).
+* ``POST /api/playground/save``     write that model as a new run under the runs directory
+  (``NAME/last.safetensors`` by :func:`glassnet.checkpoint.save_checkpoint`, architecture
+  ``sequential`` with its layer description, and ``NAME/history.json``); never overwrites.
 
 A spec is a list of layers: ``conv`` (channels, kernel, stride, padding, ReLU or not),
 ``pool`` (max or average, kernel, stride), ``dropout`` (p) and ``dense`` (units, ReLU or not).

@@ -24,7 +24,8 @@ Routes (all answers JSON; errors are ``{"error": message}`` with a 4xx status):
 
 The views added later install their own routes: :mod:`._why` (``/api/why``, ``/api/why/layers``,
 ``/api/why/confusion``, ``/api/runs/{name}/metrics``) and :mod:`._backprop` (``/api/backprop``),
-:mod:`._playground` (``/api/playground/summary``, ``/api/playground/train``) and :mod:`._channels`
+:mod:`._playground` (``/api/playground/summary``, ``/data``, ``/testimages``, ``/train``, ``/resume``,
+``/save``) and :mod:`._channels`
 (``/api/channels``, ``/api/channels/layers``, ``/api/channels/top``).
 """
 
