@@ -853,12 +853,21 @@ def plot(runs: tuple[str, ...], output: str) -> None:
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False))
-def explore(host: str, port: int, runs_dir: str, data_dir: str | None, checkpoints: tuple[str, ...]) -> None:
-    """Start the browser explorer (kernels, architecture, activations, training curves)."""
+@click.option(
+    "--folder",
+    "folders",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A folder of class sub-folders of images (or train/ and test/ of them) the playground can train on.",
+)
+def explore(
+    host: str, port: int, runs_dir: str, data_dir: str | None, checkpoints: tuple[str, ...], folders: tuple[str, ...]
+) -> None:
+    """Start the browser explorer (kernels, architecture, activations, training curves, playground, ...)."""
     from .explorer import ExplorerStartError, serve
 
     try:
-        serve(host=host, port=port, runs_dir=runs_dir, data_dir=data_dir, checkpoints=checkpoints)
+        serve(host=host, port=port, runs_dir=runs_dir, data_dir=data_dir, checkpoints=checkpoints, folders=folders)
     except ExplorerStartError as e:  # missing dependencies, port in use
         _fail(str(e))
 

@@ -40,7 +40,8 @@ def create_app(
     checkpoints: Iterable[str | Path] = (),
     **limits: Any,
 ) -> FastAPI:
-    """The explorer's FastAPI app (see :func:`glassnet.explorer.app.create_app`)."""
+    """The explorer's FastAPI app (see :func:`glassnet.explorer.app.create_app`; ``folders=``: image
+    folders the playground may train on)."""
     from .app import create_app as _create
 
     return _create(runs_dir, data_dir, checkpoints, **limits)
@@ -53,6 +54,7 @@ def serve(
     data_dir: str | Path | None = None,
     checkpoints: Iterable[str | Path] = (),
     open_browser: bool = False,
+    folders: Iterable[str | Path] = (),
 ) -> None:
     """Run the explorer with uvicorn until interrupted, printing its URL first.
 
@@ -62,5 +64,11 @@ def serve(
     from ._server import serve as _serve
 
     _serve(
-        host=host, port=port, runs_dir=runs_dir, data_dir=data_dir, checkpoints=checkpoints, open_browser=open_browser
+        host=host,
+        port=port,
+        runs_dir=runs_dir,
+        data_dir=data_dir,
+        checkpoints=checkpoints,
+        open_browser=open_browser,
+        folders=folders,
     )

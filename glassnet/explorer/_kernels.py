@@ -121,6 +121,24 @@ def run_kernel(image: np.ndarray, kernel: np.ndarray, stride: int, padding: int,
     return KernelResult(img.astype(np.float64), np.ascontiguousarray(applied), stride, padding, chw)
 
 
+def window_at(
+    image: np.ndarray, y0: int, x0: int, size: tuple[int, int], dilation: tuple[int, int] = (1, 1)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (C, kh, kw) window of ``image`` (C, H, W) whose top-left tap is at (y0, x0), taps
+    ``dilation`` apart, in float64, with zeros where it reaches into the padding; and the (kh, kw)
+    mask of the taps that fall inside the image. The kernel view and the activations view's
+    "how this unit was computed" both read their windows here."""
+    c, h, w = image.shape
+    kh, kw = size
+    window = np.zeros((c, kh, kw))
+    inside = np.zeros((kh, kw), dtype=bool)
+    ys, xs = y0 + np.arange(kh) * dilation[0], x0 + np.arange(kw) * dilation[1]
+    vy, vx = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
+    inside[np.ix_(vy, vx)] = True
+    window[:, inside] = np.asarray(image, dtype=np.float64)[:, ys[vy]][:, :, xs[vx]].reshape(c, -1)
+    return window, inside
+
+
 def explain_pixel(res: KernelResult, y: int, x: int) -> dict[str, Any]:
     """The input window, the kernel, their products and the sum behind output pixel (y, x)."""
     c, ho, wo = res.output.shape
@@ -128,13 +146,7 @@ def explain_pixel(res: KernelResult, y: int, x: int) -> dict[str, Any]:
         raise ValueError(f"output pixel ({y}, {x}) is outside the {ho}×{wo} output")
     kh, kw = res.kernel.shape
     y0, x0 = y * res.stride - res.padding, x * res.stride - res.padding
-    _, h, w = res.image.shape
-    window = np.zeros((c, kh, kw))
-    inside = np.zeros((kh, kw), dtype=bool)
-    ys, xs = np.arange(y0, y0 + kh), np.arange(x0, x0 + kw)
-    vy, vx = (ys >= 0) & (ys < h), (xs >= 0) & (xs < w)
-    inside[np.ix_(vy, vx)] = True
-    window[:, inside] = res.image[:, ys[vy]][:, :, xs[vx]].reshape(c, -1)
+    window, inside = window_at(res.image, y0, x0, (kh, kw))
     products = window * res.kernel
     sums = products.sum(axis=(1, 2))
     channels = []

@@ -199,11 +199,16 @@ def rf_json(rf: ReceptiveField) -> dict[str, Any]:
 
 @dataclass
 class Record:
+    """One layer's call in a recorded forward pass. ``input`` is kept for convolutions only (the
+    array of the layer before it, not a copy, in a chain), with the ``module``, to explain a unit."""
+
     name: str
     kind: str
     output: np.ndarray
     rf: ReceptiveField
     composite: bool
+    input: np.ndarray | None = None
+    module: Module | None = field(default=None, repr=False)
 
 
 def _shown(name: str, m: Module) -> bool:
@@ -221,13 +226,24 @@ def trace(model: Module, x: np.ndarray) -> tuple[np.ndarray, list[Record]]:
     """
     graph = glassnet_trace(model, tuple(x.shape), batched=True)
     fields = [c.rf for c in graph.calls if _shown(c.name, c.module)]
-    outputs: list[tuple[str, Module, np.ndarray]] = []
+    from ..nn import Conv2d
+
+    outputs: list[tuple[str, Module, np.ndarray, np.ndarray | None]] = []
     thread = threading.get_ident()
+    # id of a recorded output tensor → (the tensor, kept alive so that its id is not reused, its array):
+    # a convolution's input is usually the output of the layer before, and then shares its array
+    seen: dict[int, tuple[Tensor, np.ndarray]] = {}
 
     def record(name: str) -> Any:
         def hook(m: Module, args: Any, out: Any) -> None:
             if isinstance(out, Tensor) and threading.get_ident() == thread:
-                outputs.append((name, m, np.asarray(out.numpy())))
+                inp = None
+                if isinstance(m, Conv2d) and args and isinstance(args[0], Tensor):
+                    hit = seen.get(id(args[0]))
+                    inp = hit[1] if hit is not None and hit[0] is args[0] else np.asarray(args[0].numpy())
+                a = np.asarray(out.numpy())
+                seen[id(out)] = (out, a)
+                outputs.append((name, m, a, inp))
 
         return hook
 
@@ -240,9 +256,12 @@ def trace(model: Module, x: np.ndarray) -> tuple[np.ndarray, list[Record]]:
             h.remove()
     if len(fields) != len(outputs):  # the forward depends on the data: fall back to the fields by name
         by_name = {c.name: c.rf for c in graph.calls}
-        fields = [by_name.get(name, graph.output_rf or ReceptiveField()) for name, _, _ in outputs]
+        fields = [by_name.get(name, graph.output_rf or ReceptiveField()) for name, _, _, _ in outputs]
     pairs = zip(outputs, fields, strict=True)
-    records = [Record(name, type(m).__name__, a, rf, bool(m._modules)) for (name, m, a), rf in pairs]
+    records = [
+        Record(name, type(m).__name__, a, rf, bool(m._modules), inp, m if inp is not None else None)
+        for (name, m, a, inp), rf in pairs
+    ]
     return np.asarray(out.numpy()), records
 
 
@@ -465,6 +484,103 @@ def unit_info(r: Record, layer: int, c: int, y: int, x: int, input_hw: tuple[int
         "box": rf_box(r.rf, y, x, input_hw),
         "rf": rf_json(r.rf),
     }
+
+
+#: A unit's computation shows at most this many input channels, and this many window numbers in all.
+MAX_UNIT_CHANNELS = 64
+MAX_UNIT_NUMBERS = 20_000
+
+
+def conv_of(records: list[Record], layer: int) -> tuple[int, Record | None]:
+    """The convolution a unit of ``records[layer]`` comes from: that layer, or for a ReLU right after
+    a convolution (same shape) the convolution before it; and the ReLU record (or None)."""
+    r = records[layer]
+    if r.kind == "ReLU" and layer > 0 and records[layer - 1].module is not None:
+        prev = records[layer - 1]
+        if prev.output.shape == r.output.shape:
+            return layer - 1, r
+    if r.module is None:
+        raise ValueError(
+            f"layer {layer} ({r.name}) is a {r.kind}: only the units of a convolution (or of the ReLU right "
+            "after one) can be broken down into windows and kernels"
+        )
+    nxt = records[layer + 1] if layer + 1 < len(records) else None
+    relu = nxt if nxt is not None and nxt.kind == "ReLU" and nxt.output.shape == r.output.shape else None
+    return layer, relu
+
+
+def conv_unit(records: list[Record], layer: int, c: int, y: int, x: int) -> dict[str, Any]:
+    """How unit (c, y, x) of a convolution was computed: for every input channel its window of the
+    convolution's input (zeros in the padding), its kernel slice and their summed products; the
+    bias; the total, Σ channels + bias, beside the value the forward pass recorded; and the ReLU
+    of the total when a ReLU follows. At most :data:`MAX_UNIT_CHANNELS` channels (and
+    :data:`MAX_UNIT_NUMBERS` window numbers) are listed; the others' sums are in the total."""
+    from ..functional._args import conv_padding
+    from ._kernels import window_at
+
+    at, relu = conv_of(records, layer)
+    r = records[at]
+    conv, xin = r.module, r.input
+    assert conv is not None and xin is not None
+    out = np.asarray(r.output)[0]
+    ch, hh, ww = out.shape
+    if not (c < ch and y < hh and x < ww):
+        raise ValueError(f"unit ({c}, {y}, {x}) is outside the {ch}×{hh}×{ww} output of {r.name}")
+    image = np.asarray(xin)[0]
+    kh, kw = conv.kernel_size
+    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    (pt, pb), (pl, pr) = conv_padding(conv.padding, (kh, kw), (sh, sw), (dh, dw), image.shape[1:])
+    per_group = conv.in_channels // conv.groups
+    first = (c // (conv.out_channels // conv.groups)) * per_group
+    kernel = np.asarray(conv.weight.data[c], dtype=np.float64)
+    if conv.flip:
+        kernel = kernel[:, ::-1, ::-1]
+    y0, x0 = y * sh - pt, x * sw - pl
+    window, inside = window_at(image[first : first + per_group], y0, x0, (kh, kw), (dh, dw))
+    sums = (window * kernel).sum(axis=(1, 2))
+    bias = float(conv.bias.data[c]) if conv.bias is not None else 0.0
+    total = float(sums.sum() + bias)
+    recorded = float(out[c, y, x])
+    shown = int(min(per_group, MAX_UNIT_CHANNELS, max(1, MAX_UNIT_NUMBERS // (kh * kw))))
+    channels = [
+        {"channel": first + i, "window": window[i].tolist(), "kernel": kernel[i].tolist(), "sum": float(sums[i])}
+        for i in range(shown)
+    ]
+    doc: dict[str, Any] = {
+        "layer": at,
+        "name": r.name,
+        "unit": [c, y, x],
+        "kernel_size": [kh, kw],
+        "stride": [sh, sw],
+        "padding": [[pt, pb], [pl, pr]],
+        "dilation": [dh, dw],
+        "groups": conv.groups,
+        "flip": bool(conv.flip),
+        "origin": [int(y0), int(x0)],
+        "inside": inside.tolist(),
+        "in_channels": per_group,
+        "input_channels": [first, first + per_group],
+        "shown": shown,
+        "channels": channels,
+        "rest_sum": float(sums[shown:].sum()),
+        "note": None
+        if shown == per_group
+        else f"the first {shown} of {per_group} input channels are listed; the other {per_group - shown} "
+        f"channels' sums (together {float(sums[shown:].sum()):.6g}) are in the total",
+        "channel_sum": float(sums.sum()),
+        "bias": bias,
+        "total": total,
+        "recorded": recorded,
+        "difference": abs(total - recorded),
+        "relu": None,
+    }
+    if relu is not None:
+        doc["relu"] = {
+            "name": relu.name,
+            "value": max(total, 0.0),
+            "recorded": float(np.asarray(relu.output)[0, c, y, x]),
+        }
+    return doc
 
 
 def rf_box(rf: ReceptiveField, y: int, x: int, input_hw: tuple[int, int]) -> dict[str, Any]:

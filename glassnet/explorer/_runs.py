@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,33 @@ class Roots:
     runs_dir: Path
     data_dir: Path | None
     checkpoints: tuple[Path, ...]
+    #: image folders (class sub-folders) the playground may train on, by the name the page uses
+    folders: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def create(
-        cls, runs_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None, checkpoints: Any
+        cls,
+        runs_dir: str | os.PathLike[str],
+        data_dir: str | os.PathLike[str] | None,
+        checkpoints: Any,
+        folders: Any = (),
     ) -> Roots:
+        """Resolve the directories; a folder that is not a directory is refused (ValueError naming it)."""
         runs = Path(runs_dir).expanduser().resolve()
         data = Path(data_dir).expanduser().resolve() if data_dir is not None else None
         ckpts = tuple(Path(c).expanduser().resolve() for c in (checkpoints or ()))
-        return cls(runs, data, ckpts)
+        named: dict[str, Path] = {}
+        for f in folders or ():
+            path = Path(f).expanduser().resolve()
+            if not path.is_dir():
+                raise ValueError(f"image folder {str(f)!r} is not a folder (expected class sub-folders of images)")
+            base = "folder:" + (re.sub(r"[^A-Za-z0-9._-]", "_", path.name) or "data")
+            name, k = base, 2
+            while name in named:
+                name, k = f"{base}-{k}", k + 1
+            if path not in named.values():
+                named[name] = path
+        return cls(runs, data, ckpts, named)
 
     # -- runs ---------------------------------------------------------------------------
     def run_dir(self, name: str) -> Path:

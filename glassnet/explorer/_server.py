@@ -85,6 +85,7 @@ def serve(
     data_dir: str | Path | None = None,
     checkpoints: Iterable[str | Path] = (),
     open_browser: bool = False,
+    folders: Iterable[str | Path] = (),
 ) -> None:
     """Run the explorer in the foreground until Ctrl-C; prints the URL once it listens."""
     _require_deps()
@@ -92,7 +93,10 @@ def serve(
 
     from .app import create_app
 
-    app = create_app(runs_dir, data_dir, checkpoints)
+    try:
+        app = create_app(runs_dir, data_dir, checkpoints, folders=folders)
+    except ValueError as e:  # a --folder that is not a folder
+        raise ExplorerStartError(str(e)) from None
     sock = bind(host, port)
     actual_port = sock.getsockname()[1]
     url = url_for(host, actual_port)

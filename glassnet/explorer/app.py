@@ -16,13 +16,16 @@ Routes (all answers JSON; errors are ``{"error": message}`` with a 4xx status):
 * ``GET  /api/testimages?checkpoint=&offset=&limit=``  test-set thumbnails
 * ``POST /api/activations``                    every layer's feature maps, first-layer filters, top-k
 * ``GET  /api/activations/{token}/unit?layer=&c=&y=&x=``  one unit's value and receptive field
+  (``&explain=true``: for a convolution's unit, or a ReLU's right after one, every input channel's
+  window, kernel slice and sum, the bias, the total and the ReLU)
 * ``GET  /api/runs``                           the runs under the runs directory
 * ``GET  /api/runs/{name}?since=``             one run's history (``{"unchanged": true}`` if not newer)
 * ``GET  /api/jobs/{id}?since=``               a background job's progress and results; ``DELETE`` cancels it
 
 The views added later install their own routes: :mod:`._why` (``/api/why``, ``/api/why/layers``,
 ``/api/why/confusion``, ``/api/runs/{name}/metrics``) and :mod:`._backprop` (``/api/backprop``),
-:mod:`._playground` (``/api/playground/summary``, ``/api/playground/train``) and :mod:`._channels`
+:mod:`._playground` (``/api/playground/summary``, ``/data``, ``/testimages``, ``/train``, ``/resume``,
+``/save``) and :mod:`._channels`
 (``/api/channels``, ``/api/channels/layers``, ``/api/channels/top``).
 """
 
@@ -297,6 +300,9 @@ class Explorer:
         return None
 
     def test_set(self, loaded: mdl.LoadedCheckpoint) -> Any:
+        folder = self.folder_of(loaded)
+        if folder is not None:
+            return self.folder_test_set(loaded, folder)
         name = self.dataset_for(loaded)
         if not name:
             raise ApiError("this checkpoint does not say which dataset it was trained on: no test images", 404)
@@ -314,6 +320,42 @@ class Explorer:
                 ds = load_dataset(name, "test", root=self.roots.data_dir, download=False, progress=False)
             except (DatasetError, ValueError, OSError) as e:
                 raise ApiError(f"test images of {name!r} are not available: {e}", 404) from None
+            self.datasets.put(ds, key)
+        return ds
+
+    def folder_of(self, loaded: mdl.LoadedCheckpoint) -> tuple[str, Path] | None:
+        """The image folder (one the explorer was started with) a checkpoint was trained on, if any."""
+        recorded = loaded.meta.data_folder
+        if not recorded:
+            return None
+        try:
+            path = Path(recorded).resolve()
+        except (OSError, RuntimeError):
+            return None
+        return next(((n, p) for n, p in self.roots.folders.items() if p == path), None)
+
+    def folder_test_set(self, loaded: mdl.LoadedCheckpoint, folder: tuple[str, Path]) -> Any:
+        """The test images of a folder a checkpoint was trained on (its test/ or val/ part, else the
+        part the playground held out), read with the checkpoint's own preprocessing."""
+        from dataclasses import replace
+
+        from ._folders import FolderError, folder_info, load_folder
+
+        prep = loaded.meta.image_preprocessing()
+        key = ("folder", str(folder[1]), repr(prep), tuple(loaded.classes))
+        hit = self.datasets.peek(key)
+        if hit is not None:
+            return hit
+        with self._dataset_lock:
+            try:
+                info = folder_info(*folder)
+                if prep is not None and prep.mode in ("L", "RGB") and prep.size[0] == prep.size[1]:
+                    info = replace(info, side=prep.size[0], mode=prep.mode)
+                if info.classes != list(loaded.classes):
+                    raise FolderError(f"its classes {info.classes} are not the checkpoint's {loaded.classes}")
+                ds = load_folder(info)[1]
+            except FolderError as e:
+                raise ApiError(f"test images of {folder[0]!r} are not available: {e}", 404) from None
             self.datasets.put(ds, key)
         return ds
 
@@ -374,6 +416,7 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
     cache_dir: str | Path | None = None,
+    folders: Iterable[str | Path] = (),
 ) -> FastAPI:
     """Build the explorer's FastAPI app for a runs directory (and optional data directory and checkpoints).
 
@@ -381,11 +424,12 @@ def create_app(
     ``checkpoints`` can be opened through the API; test sets are loaded by dataset
     name from ``data_dir`` (and glassnet's usual places), never downloaded. Feature
     visualisations are cached under ``cache_dir`` (default ``$GLASSNET_CACHE/explorer`` or
-    ``~/.cache/glassnet/explorer``).
+    ``~/.cache/glassnet/explorer``). ``folders``: folders of class sub-folders of images that the
+    playground may train on (``folder:NAME``); a path that is not a folder raises ValueError.
     """
     from . import _backprop, _channels, _playground, _why
 
-    roots = Roots.create(runs_dir, data_dir, tuple(checkpoints))
+    roots = Roots.create(runs_dir, data_dir, tuple(checkpoints), tuple(folders))
     cache = Path(cache_dir).expanduser().resolve() if cache_dir is not None else default_cache_dir()
     ex = Explorer(roots, int(max_upload_bytes), int(max_pixels), cache)
     app = FastAPI(title="glassnet explorer", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
@@ -474,6 +518,7 @@ def _routes_page(app: FastAPI, ex: Explorer) -> None:
             "runs_dir": str(ex.roots.runs_dir),
             "data_dir": str(ex.roots.data_dir) if ex.roots.data_dir else None,
             "cache_dir": str(ex.cache_dir) if ex.cache_dir else None,
+            "folders": {name: str(p) for name, p in ex.roots.folders.items()},
             "limits": {
                 "max_upload_bytes": ex.max_upload_bytes,
                 "max_pixels": ex.max_pixels,
@@ -718,14 +763,18 @@ def _routes_models(app: FastAPI, ex: Explorer) -> None:
         c: int = Query(0, ge=0),
         y: int = Query(0, ge=0),
         x: int = Query(0, ge=0),
+        explain: bool = Query(False, description="break a convolution's unit down into windows and kernels"),
     ) -> dict[str, Any]:
         records, input_hw = ex.activations.get(token, "activation result")
         if layer >= len(records):
             raise ApiError(f"layer {layer} does not exist: the model has {len(records)} recorded layers")
         try:
-            return mdl.unit_info(records[layer], layer, c, y, x, input_hw)
+            doc = mdl.unit_info(records[layer], layer, c, y, x, input_hw)
+            if explain:
+                doc["computation"] = mdl.conv_unit(records, layer, c, y, x)
         except ValueError as e:
             raise _bad(e) from None
+        return doc
 
 
 # ----------------------------------------------------------------------------- jobs

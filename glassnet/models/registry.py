@@ -22,6 +22,7 @@ from .efficientnet import (
 from .googlenet import googlenet
 from .lenet import lenet5
 from .resnet import resnet18, resnet20, resnet34
+from .sequential import sequential
 from .small import tf_cnn, tinyvgg
 from .vgg import vgg11, vgg16
 
@@ -67,6 +68,11 @@ _INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+#: Builders of models their arguments describe completely (no zoo architecture, no default input shape):
+#: :func:`get_model` knows them, :data:`MODELS` does not list them.
+DESCRIBED: dict[str, Callable[..., Module]] = {"sequential": sequential}
+
+
 def _squash(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "")
 
@@ -85,8 +91,13 @@ def get_model(name: str, pretrained: bool = False, **kwargs: Any) -> Module:
 
     ``pretrained=True`` loads real ImageNet weights where a package ships them
     (EfficientNet-Lite0/1/2, the optional extra ``glassnet[pretrained]``); the model is then
-    in eval mode and takes no other arguments.
+    in eval mode and takes no other arguments. ``get_model("sequential", layers="Conv2d(1, 8, 3); ...")``
+    builds a plain chain its description gives (:mod:`glassnet.models.sequential`).
     """
+    if isinstance(name, str) and _squash(name) in DESCRIBED:
+        if pretrained:
+            raise ValueError(f"no pretrained weights for {name!r}: its arguments describe the whole model")
+        return DESCRIBED[_squash(name)](**kwargs)
     key = _check(name)
     if pretrained:
         from .pretrained import SOURCES, get_pretrained

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the explorer needs the 'explorer' extra (fastapi, uvicorn)")
@@ -155,3 +157,169 @@ def test_training_bounds(client: TestClient, helpers) -> None:
     assert "steps" in helpers.error_of(client.post("/api/playground/train", json={"spec": SPEC, "steps": 1001}), 422)
     bad = {"layers": [{"type": "pool", "kernel": 30}]}
     assert "cannot work" in helpers.error_of(client.post("/api/playground/train", json={"spec": bad}), 422)
+
+
+# ----------------------------------------------------------------------------- epochs, resume, save, watch, folders
+
+PLAIN = {"layers": [{"type": "conv", "channels": 8, "kernel": 3, "padding": 1}, {"type": "pool"}]}  # no dropout
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> TestClient:
+    """A client of its own runs directory (the tests save runs into it)."""
+    return TestClient(create_app(tmp_path / "runs", cache_dir=tmp_path / "cache"))
+
+
+def test_train_one_epoch_watch_an_image_resume_and_save(fresh: TestClient, helpers, tmp_path: Path) -> None:
+    from glassnet.checkpoint import load_checkpoint, restore_optimizer
+    from glassnet.optim import Adam
+
+    job = fresh.post("/api/playground/train", json={"spec": PLAIN, "epochs": 1, "batch_size": 256, "watch": 3}).json()
+    assert job["total"] == 47 and "1 epoch(s), 47 steps" in job["title"]  # ⌈12,000 / 256⌉
+    j = wait(fresh, job["id"])
+    assert j["status"] == "done", j["message"]
+    res = j["result"]
+    assert res["steps_per_epoch"] == 47 and res["step"] == 47 and res["epoch"] == 1.0
+    assert [e["step"] for e in res["evals"]] == [0, 25, 47] and res["evals"][-1]["epoch"] == 1.0
+    assert [r["epoch"] for r in res["epochs"]] == [1] and res["epochs"][0]["val_acc"] == res["evals"][-1]["test_acc"]
+    # the watched test image's first feature maps (conv + ReLU), before training and after the epoch
+    w0, w = res["watch_start"], res["watch"]
+    assert w0["index"] == w["index"] == 3 and w0["step"] == 0 and w["step"] == 47 and w["epoch_end"]
+    assert w["shape"] == [8, 28, 28] and w["layer"] == "0+1 (conv + ReLU)" and w["png"] != w0["png"]
+    assert w["label"] == res["watch_input"]["label"] and w["predicted"] in res["classes"]
+    assert [s["step"] for s in res["watch_epochs"]] == [47] and res["watch_input"]["index"] == 3
+    # resume: the same model and optimiser, the step count going on
+    r = fresh.post("/api/playground/resume", json={"job": job["id"], "steps": 10})
+    assert r.status_code == 200, r.text
+    j2 = wait(fresh, r.json()["id"])
+    res2 = j2["result"]
+    assert j2["status"] == "done" and res2["start_step"] == 47 and res2["step"] == 57
+    assert [c["step"] for c in res2["curve"]] == list(range(1, 58)) and res2["evals"][-1]["step"] == 57
+    # resumed 47 + 10 steps = 57 steps at once: the same weights, bit for bit
+    straight = wait(fresh, fresh.post("/api/playground/train", json={"spec": PLAIN, "steps": 57, "batch_size": 256,
+                                                                     "watch": 3}).json()["id"])  # fmt: skip
+    assert straight["status"] == "done"
+    a = fresh.post("/api/playground/save", json={"job": r.json()["id"], "name": "pg-resumed"})
+    b = fresh.post("/api/playground/save", json={"job": straight["id"], "name": "pg-straight"})
+    assert a.status_code == 200 and b.status_code == 200, (a.text, b.text)
+    assert a.json()["checkpoint"] == "pg-resumed/last.safetensors" and a.json()["step"] == 57
+    runs = tmp_path / "runs"
+    ca, cb = (
+        load_checkpoint(runs / "pg-resumed" / "last.safetensors"),
+        load_checkpoint(runs / "pg-straight" / "last.safetensors"),
+    )
+    for k, v in ca.model_state.items():
+        assert np.array_equal(v, cb.model_state[k]), k
+    for k, v in ca.optim_arrays.items():
+        assert np.array_equal(v, cb.optim_arrays[k]), k
+    # a proper run: checkpoint (model rebuilt from its description, optimiser state) and history
+    m = ca.meta
+    assert m.architecture == "sequential" and m.step == 57 and m.epoch == 1 and m.dataset == "shapes"
+    assert m.arch_kwargs["layers"].startswith("Conv2d(1, 8, 3, stride=1, padding=1); ReLU; MaxPool2d(2, stride=2)")
+    model = ca.build_model()
+    restore_optimizer(ca, Adam(model.parameters(), lr=0.003))
+    hist = json.loads((runs / "pg-resumed" / "history.json").read_text())
+    assert hist["status"] == "finished" and len(hist["steps"]) == 57 and hist["config"]["data"] == "shapes"
+    listed = {r["name"]: r for r in fresh.get("/api/runs").json()["runs"]}
+    assert listed["pg-resumed"]["checkpoints"] == ["pg-resumed/last.safetensors"]
+    assert listed["pg-resumed"]["architecture"] == "sequential" and listed["pg-resumed"]["epochs_done"] == 1
+    # ... and the other views open it
+    act = fresh.post("/api/activations", json={"checkpoint": "pg-resumed/last.safetensors", "image": {"test": 3}})
+    assert act.status_code == 200 and [L["kind"] for L in act.json()["layers"]][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    why = fresh.post("/api/why", json={"checkpoint": "pg-resumed/last.safetensors", "image": {"test": 3},
+                                       "methods": ["gradcam"]})  # fmt: skip
+    assert why.status_code == 200, why.text
+    # never overwritten; names checked; unknown jobs
+    again = helpers.error_of(
+        fresh.post("/api/playground/save", json={"job": r.json()["id"], "name": "pg-resumed"}), 409
+    )
+    assert "already exists" in again and "nothing was overwritten" in again
+    assert "invalid run name '../x'" in helpers.error_of(
+        fresh.post("/api/playground/save", json={"job": r.json()["id"], "name": "../x"}), 400
+    )
+    assert "unknown or expired playground training 'nope'" in helpers.error_of(
+        fresh.post("/api/playground/resume", json={"job": "nope"}), 404
+    )
+    helpers.error_of(fresh.post("/api/playground/save", json={"job": "nope"}), 404)
+
+
+def test_a_running_training_is_neither_resumed_nor_saved(fresh: TestClient, helpers) -> None:
+    job = fresh.post("/api/playground/train", json={"spec": PLAIN, "steps": 1000}).json()
+    try:
+        assert "still running" in helpers.error_of(fresh.post("/api/playground/save", json={"job": job["id"]}), 409)
+        assert "still running" in helpers.error_of(fresh.post("/api/playground/resume", json={"job": job["id"]}), 409)
+    finally:
+        stopped = fresh.delete(f"/api/jobs/{job['id']}").json()
+    assert stopped["status"] == "cancelled"
+    # a stopped training resumes where it stopped
+    r = fresh.post("/api/playground/resume", json={"job": job["id"], "steps": 3})
+    assert r.status_code == 200, r.text
+    res = wait(fresh, r.json()["id"])["result"]
+    assert res["step"] == res["start_step"] + 3 == res["curve"][-1]["step"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"epochs": 11}, 422, "epochs"),
+        ({"epochs": 2, "batch_size": 1}, 422, "24,000 steps, more than the 10,000 a job may run"),
+        ({"watch": 2000}, 400, "watch image 2000 does not exist: the test images of shapes are 0–1999"),
+    ],
+)
+def test_epoch_and_watch_bounds(fresh: TestClient, helpers, body: dict, status: int, fragment: str) -> None:
+    assert fragment in helpers.error_of(fresh.post("/api/playground/train", json={"spec": PLAIN, **body}), status)
+
+
+def test_epochs_and_steps_together_stop_at_the_first_bound(fresh: TestClient) -> None:
+    job = fresh.post("/api/playground/train", json={"spec": PLAIN, "epochs": 1, "steps": 5}).json()
+    assert job["total"] == 5
+    wait(fresh, job["id"])
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """blobs/: two classes (dark and light noise), 30 RGB images of 24×20 each."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("folders") / "blobs"
+    rng = np.random.default_rng(0)
+    for cls, base in (("dark", 40), ("light", 200)):
+        (root / cls).mkdir(parents=True)
+        for i in range(30):
+            a = np.clip(base + rng.normal(0, 30, (20, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_playground_trains_on_a_folder_it_was_started_with(image_folder: Path, tmp_path: Path, helpers) -> None:
+    c = TestClient(create_app(tmp_path / "runs", cache_dir=tmp_path / "cache", folders=[image_folder]))
+    choices = {d["name"]: d for d in c.get("/api/playground/data").json()}
+    assert set(choices) == {"shapes", "shapes-rgb", "fashion-mnist", "folder:blobs"}
+    blobs = choices["folder:blobs"]
+    assert blobs["input_shape"] == [3, 20, 20] and blobs["classes"] == 2 and "20% held out" in blobs["title"]
+    spec = {"data": "folder:blobs", **PLAIN}
+    d = c.post("/api/playground/summary", json=spec).json()
+    assert d["input_shape"] == [3, 20, 20] and d["output_shape"] == [2] and d["layers"][0]["params"] == 8 * 28
+    assert "glassnet.summary(model, (3, 20, 20))" in d["code"]
+    thumbs = c.get("/api/playground/testimages", params={"data": "folder:blobs"}).json()
+    assert thumbs["count"] == 12 and {it["class"] for it in thumbs["items"]} == {"dark", "light"}
+    job = c.post("/api/playground/train", json={"spec": spec, "epochs": 3, "batch_size": 8}).json()
+    j = wait(c, job["id"])
+    assert j["status"] == "done" and j["result"]["step"] == 18 and j["result"]["classes"] == ["dark", "light"]
+    assert j["result"]["evals"][-1]["test_acc"] == 1.0  # dark against light
+    saved = c.post("/api/playground/save", json={"job": job["id"], "name": "blobs-run"}).json()
+    info = c.get("/api/checkpoint", params={"checkpoint": saved["checkpoint"]}).json()
+    assert info["input_shape"] == [3, 20, 20] and info["classes"] == ["dark", "light"]
+    assert info["test_images"]["available"] and info["test_images"]["count"] == 12  # the same held-out images
+    # the folder's name in the error when it is not one the explorer was started with
+    msg = helpers.error_of(c.post("/api/playground/summary", json={**spec, "data": "folder:cats"}), 404)
+    assert "the data 'folder:cats' is not available" in msg and "it was started with folder:blobs" in msg
+
+
+def test_folder_choices_without_folders(client: TestClient, helpers) -> None:
+    msg = helpers.error_of(client.post("/api/playground/summary", json={"data": "folder:cats"}), 404)
+    assert "'folder:cats' is not available" in msg and "glassnet explore --folder PATH" in msg
+    msg = helpers.error_of(client.post("/api/playground/train", json={"spec": {"data": "imagenet"}}), 422)
+    assert msg.startswith("unknown data 'imagenet': expected one of shapes, shapes-rgb, fashion-mnist")
+    with pytest.raises(ValueError, match="is not a folder"):
+        create_app("runs", folders=[__file__])

@@ -238,6 +238,20 @@ def test_activations_view(page: object, server: str) -> None:
     wait_text(page, "#x-hover", "channel 0, row 4, column 6")
     wait_text(page, "#x-hover", "rows 6–19, columns 10–23 (14×14 window)")
     no_error_banner(page)
+    # click it: how the unit was computed, channel by channel (lecture E2), as the API says
+    page.mouse.down()
+    page.mouse.up()
+    sync_api.expect(page.locator("#x-unit-card")).to_be_visible()
+    sync_api.expect(page.locator("#x-unit .unit-channel")).to_have_count(6)
+    wait_text(page, "#x-unit-title", "layer 3 (Conv2d), channel 0, row 4, column 6")
+    assert page.locator("#x-unit .unit-channel >> nth=0 >> table.mat").count() == 2  # window, kernel
+    token = page.evaluate("X.result.token")
+    q = "layer=3&c=0&y=4&x=6&explain=true"
+    comp = page.request.get(server + f"api/activations/{token}/unit?{q}").json()["computation"]
+    assert comp["total"] == pytest.approx(comp["recorded"], abs=1e-5)
+    wait_text(page, "#x-unit-value", js_fmt(comp["total"], 6))
+    wait_text(page, "#x-unit-relu", js_fmt(comp["relu"]["value"], 6))
+    wait_text(page, "#x-unit-total", f"Σ over 6 input channels{js_fmt(comp['channel_sum'], 6)}")
     # draw on the canvas
     page.click("#x-source button[data-value='draw']")
     box = page.locator("#x-draw").bounding_box()
@@ -264,6 +278,10 @@ def test_activations_view(page: object, server: str) -> None:
     page.evaluate("window.scrollTo(0, 0)")
     hover_cell(page, "#x-layers .layer >> nth=0 >> canvas", 28, 6 * 28 + 5, 14, 14)
     wait_text(page, "#x-hover", "5×5 window")
+    page.mouse.down()
+    page.mouse.up()
+    wait_text(page, "#x-unit-title", "layer 0 (Conv2d), channel 0, row 14, column 14")
+    sync_api.expect(page.locator("#x-unit .unit-channel")).to_have_count(1)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "activations.png"), full_page=False)
 
@@ -421,7 +439,7 @@ def test_backprop_view(page: object, server: str, e2e_runs: Path) -> None:
 # ----------------------------------------------------------------------------- playground
 
 
-def test_playground_view(page: object, server: str) -> None:
+def test_playground_view(page: object, server: str, e2e_runs: Path) -> None:
     page.goto(server + "#playground")
     wait_text(page, "#p-params", "26,698")  # 80 + 1,168 + 25,120 + 330
     wait_text(page, "#p-macs", "307,648")
@@ -459,8 +477,43 @@ def test_playground_view(page: object, server: str) -> None:
     wait_text(page, "#p-evals", "60: ")
     wait_text(page, "#p-last", "step 60: loss")
     no_error_banner(page)
+    # one epoch (⌈12,000 / 256⌉ = 47 steps), watching test image 2's first feature maps change
+    page.click("#p-watch-thumbs button[data-index='2']")
+    wait_text(page, "#p-watch-label", "#2")
+    page.fill("#p-epochs", "1")
+    page.fill("#p-batch", "256")
+    page.click("#p-train")
+    wait_text(page, "#p-train-status", "done: step 47 of 47", timeout=60_000)
+    sync_api.expect(page.locator("#p-filters")).to_have_attribute("data-step", "47")
+    sync_api.expect(page.locator("#p-watch")).to_have_attribute("data-step", "47")
+    wait_text(page, "#p-watch-caption", "test image #2")
+    wait_text(page, "#p-watch-caption", "4×28×28")  # 4 channels since the edit above
+    sync_api.expect(page.locator("#p-watch-epochs .watch-epoch")).to_have_count(1)
+    before = page.locator("#p-watch0").evaluate("c => c.toDataURL()")
+    after = page.locator("#p-watch").evaluate("c => c.toDataURL()")
+    assert before != after  # the feature maps changed over the epoch
+    # resume the same model for 5 more steps: its step count goes on
+    page.fill("#p-epochs", "")
+    page.fill("#p-steps", "5")
+    page.click("#p-resume")
+    wait_text(page, "#p-train-status", "done: step 5 of 5", timeout=60_000)
+    wait_text(page, "#p-train-status", "the model's step 52")
+    wait_text(page, "#p-last", "step 52: loss")
+    # save it into the runs directory: a run the other views open
+    page.fill("#p-save-name", "pg-e2e")
+    page.click("#p-save")
+    wait_text(page, "#p-saved", "saved pg-e2e/last.safetensors (step 52, 1 epoch(s))")
+    assert (e2e_runs / "pg-e2e" / "last.safetensors").is_file() and (e2e_runs / "pg-e2e" / "history.json").is_file()
+    no_error_banner(page)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=False)
+    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)  # down to the watched image
+    page.goto(server + "#activations")
+    wait_text(page, "#x-meta", "lenet5")
+    page.select_option("#x-checkpoint", "pg-e2e/last.safetensors")
+    wait_text(page, "#x-meta", "sequential")
+    # conv + ReLU, pool, conv + ReLU, pool, flatten, dense + ReLU, output
+    sync_api.expect(page.locator("#x-layers .layer")).to_have_count(10)
+    no_error_banner(page)
 
 
 # ----------------------------------------------------------------------------- what a channel sees

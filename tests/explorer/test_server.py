@@ -52,3 +52,23 @@ def test_addresses() -> None:
     assert url_for("0.0.0.0", 80) == "http://127.0.0.1:80/"
     with pytest.raises(ExplorerStartError, match="port"):
         bind("127.0.0.1", 70000)
+
+
+def test_explore_passes_image_folders_to_the_playground(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import glassnet.explorer
+    from glassnet.cli import cli
+    from glassnet.explorer import serve
+
+    seen: dict = {}
+    monkeypatch.setattr(glassnet.explorer, "serve", lambda **kw: seen.update(kw))
+    (tmp_path / "pets").mkdir()
+    r = CliRunner().invoke(cli, ["explore", "--runs", str(tmp_path), "--folder", str(tmp_path / "pets")])
+    assert r.exit_code == 0, r.output
+    assert seen["folders"] == (str(tmp_path / "pets"),)
+    r = CliRunner().invoke(cli, ["explore", "--folder", str(tmp_path / "nope")])
+    assert r.exit_code != 0 and "does not exist" in r.output
+    monkeypatch.undo()
+    with pytest.raises(ExplorerStartError, match="is not a folder"):
+        serve(runs_dir=tmp_path, folders=[__file__])

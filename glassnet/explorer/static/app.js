@@ -701,7 +701,8 @@ async function runActivations(image) {
   X.hoverBox = null;
   drawModelInput();
   $("x-input-caption").textContent = `${res.input.width}×${res.input.height}, ${res.label}`;
-  $("x-hover").textContent = "Rest the pointer on a unit of a feature map: its value, and its receptive field outlined here.";
+  $("x-hover").textContent = "Rest the pointer on a unit of a feature map: its value, and its receptive field outlined here. Click a unit of a convolution to see how it was computed.";
+  $("x-unit-card").hidden = true;
   renderPredictions(res);
   await renderFilters(res.filters);
   await renderLayers(res);
@@ -831,6 +832,13 @@ async function renderLayers(res) {
         hoverUnit(i, hit);
       });
       c.addEventListener("mouseleave", () => { lastKey = ""; redraw(null); });
+      if (L.kind === "Conv2d" || (L.kind === "ReLU" && i > 0 && res.layers[i - 1].kind === "Conv2d")) {
+        c.addEventListener("click", (ev) => {
+          const hit = gridHit(lay, c, ev);
+          if (hit) explainUnit(i, hit);
+        });
+        c.title = "click a unit: how it was computed";
+      }
       card.append(c);
       card.append(el("div", { class: "small muted", text: L.picture.signed
         ? `colour: blue < 0 < red, ±${fmt(L.picture.scale, 3)} (one scale for the whole layer)`
@@ -858,6 +866,48 @@ const hoverUnit = latest(async (layer, hit) => {
   box.append(el("div", {}, el("b", { text: `${u.name} ${u.kind}` }), ` ${where}`));
   box.append(el("div", {}, "value ", el("b", { text: fmt(u.value, 5) })));
   box.append(el("div", { text: "receptive field: " + rf }));
+});
+
+/** Lecture E2: a convolution's unit as Σ over input channels of window ⊙ kernel, plus the bias, then the ReLU. */
+const explainUnit = latest(async (layer, hit) => {
+  const res = X.result;
+  if (!res) return;
+  const u = await api(`/api/activations/${res.token}/unit?layer=${layer}&c=${hit.c}&y=${hit.y}&x=${hit.x}&explain=true`);
+  if (X.result !== res) return;
+  const d = u.computation;
+  const card = $("x-unit-card");
+  card.hidden = false;
+  card.dataset.layer = String(d.layer);
+  card.dataset.unit = d.unit.join(",");
+  const [c, y, x] = d.unit;
+  const pad = d.padding.flat().some((p) => p > 0) ? `, padding ${d.padding[0][0]}/${d.padding[0][1]} rows, ${d.padding[1][0]}/${d.padding[1][1]} columns (zeros)` : "";
+  $("x-unit-title").textContent = `— layer ${d.name} (Conv2d), channel ${c}, row ${y}, column ${x}: its ${d.kernel_size.join("×")} window starts at input (${d.origin.join(", ")}), stride ${d.stride.join("×")}${pad}` +
+    (d.dilation.some((v) => v > 1) ? `, dilation ${d.dilation.join("×")}` : "") + (d.flip ? ", kernel rotated 180° (flip)" : "");
+  const box = $("x-unit");
+  box.innerHTML = "";
+  if (d.note) box.append(el("div", { class: "small muted", id: "x-unit-note", text: d.note }));
+  const rows = el("div", { class: "unit-channels" });
+  for (const ch of d.channels) {
+    rows.append(el("div", { class: "eq unit-channel", "data-channel": ch.channel },
+      matrixTable(ch.window, `input channel ${ch.channel}: window`, { inside: d.inside }),
+      el("span", { class: "op", text: "⊙" }),
+      matrixTable(ch.kernel, `kernel [${c}, ${ch.channel}]`),
+      el("span", { class: "op", text: "→ Σ" }),
+      el("div", { class: "result" }, el("b", { text: fmt(ch.sum, 5) }))));
+  }
+  box.append(rows);
+  const sums = d.channels.map((ch) => fmt(ch.sum, 4)).join(" + ") + (d.note ? ` + ${fmt(d.rest_sum, 4)} (the other channels)` : "");
+  const table = el("table", { class: "table unit-total", id: "x-unit-total" },
+    el("tr", {}, el("th", { text: `Σ over ${d.in_channels} input channel${d.in_channels > 1 ? "s" : ""}` }), el("td", { class: "num", text: fmt(d.channel_sum, 6) }), el("td", { class: "detail", text: sums })),
+    el("tr", {}, el("th", { text: "+ bias" }), el("td", { class: "num", text: fmt(d.bias, 6) }), el("td")),
+    el("tr", {}, el("th", { text: "= total" }), el("td", { class: "num" }, el("b", { id: "x-unit-value", text: fmt(d.total, 6) })),
+      el("td", { class: "detail", text: `the forward pass recorded ${fmt(d.recorded, 6)} (difference ${fmt(d.difference, 2)})` })));
+  if (d.relu) {
+    table.append(el("tr", {}, el("th", { text: "ReLU: max(0, total)" }), el("td", { class: "num" }, el("b", { id: "x-unit-relu", text: fmt(d.relu.value, 6) })),
+      el("td", { class: "detail", text: `layer ${d.relu.name} recorded ${fmt(d.relu.recorded, 6)}` })));
+  }
+  box.append(table);
+  card.scrollIntoView({ block: "nearest" });
 });
 
 function setupDrawing() {

@@ -21,7 +21,51 @@ const P_FIELDS = {
   dense: [["units", "units"], ["relu", "ReLU"]],
 };
 const P_TITLES = { conv: "convolution", pool: "pooling", dropout: "dropout", dense: "dense" };
-const PG = { started: false, layers: P_DEFAULT(), doc: null, error: null, job: null, poll: null, version: null };
+const PG = { started: false, layers: P_DEFAULT(), doc: null, error: null, job: null, poll: null, version: null,
+  choices: [], watch: 0, watchStep: null };
+
+/** "C×H×W" of the data chosen (from /api/playground/data). */
+function pInputShape() {
+  const d = $("p-data").value;
+  const c = PG.choices.find((x) => x.name === d);
+  return c && c.input_shape ? c.input_shape.join("×") : (d === "shapes-rgb" ? "3×28×28" : "1×28×28");
+}
+
+async function pLoadChoices() {
+  PG.choices = await api("/api/playground/data");
+  const sel = $("p-data");
+  const prev = sel.value;
+  sel.innerHTML = "";
+  for (const c of PG.choices) sel.append(el("option", { value: c.name, text: c.title, disabled: !c.available, title: c.message || "" }));
+  sel.value = PG.choices.some((c) => c.name === prev && c.available) ? prev : "shapes";
+}
+
+/** The first test images of the chosen data, to pick the one whose feature maps are watched. */
+async function pLoadWatch() {
+  const box = $("p-watch-thumbs");
+  let d;
+  try {
+    d = await api(`/api/playground/testimages?data=${encodeURIComponent($("p-data").value)}&limit=12`);
+  } catch (e) {
+    box.innerHTML = "";
+    box.append(el("div", { class: "small muted", text: e.message }));
+    return;
+  }
+  box.innerHTML = "";
+  if (PG.watch >= d.count) PG.watch = 0;
+  for (const it of d.items) {
+    const b = el("button", { title: `#${it.index}: ${it.class}`, "data-index": it.index, class: PG.watch === it.index ? "on" : null },
+      el("img", { src: it.png, alt: it.class }));
+    b.addEventListener("click", () => {
+      PG.watch = it.index;
+      for (const o of box.querySelectorAll("button")) o.classList.toggle("on", o === b);
+      $("p-watch-label").textContent = `— #${it.index} (${it.class})`;
+    });
+    box.append(b);
+  }
+  const cur = d.items.find((it) => it.index === PG.watch);
+  $("p-watch-label").textContent = cur ? `— #${cur.index} (${cur.class})` : "";
+}
 
 function pSpec() {
   return { data: $("p-data").value, layers: PG.layers.map((L) => Object.assign({}, L)) };
@@ -68,8 +112,7 @@ function renderLayerEditor() {
     row.append(fields);
     box.append(row);
   });
-  const d = $("p-data").value;
-  $("p-input-row").textContent = `input ${d === "shapes-rgb" ? "3" : "1"}×28×28 (${d})`;
+  $("p-input-row").textContent = `input ${pInputShape()} (${$("p-data").value})`;
 }
 
 /** Outline the layer that cannot work (without rebuilding the inputs: typing goes on). */
@@ -147,8 +190,7 @@ function renderPlayRows(rows, badLayer) {
   const body = el("tbody");
   const strip = $("p-strip");
   strip.innerHTML = "";
-  const d = $("p-data").value;
-  strip.append(el("span", { class: "box", text: `input ${d === "shapes-rgb" ? 3 : 1}×28×28` }));
+  strip.append(el("span", { class: "box", text: `input ${pInputShape()}` }));
   for (const r of rows) {
     body.append(el("tr", { class: r.auto ? "auto" : null, "data-spec": r.spec === null ? "" : r.spec },
       el("td", { text: r.spec === null ? "" : String(r.spec + 1) }),
@@ -170,25 +212,56 @@ function renderPlayRows(rows, badLayer) {
 }
 
 // ---------------------------------------------------------------------------- training
+/** steps, or epochs when the epochs field is filled in. */
+function pBound() {
+  const epochs = parseInt($("p-epochs").value, 10);
+  if (epochs > 0) return { epochs: Math.min(10, epochs) };
+  return { steps: Math.max(1, Math.min(1000, parseInt($("p-steps").value, 10) || 200)) };
+}
+
 async function pTrain() {
-  const body = {
+  const body = Object.assign({
     spec: pSpec(),
-    steps: Math.max(1, Math.min(1000, parseInt($("p-steps").value, 10) || 200)),
     batch_size: Math.max(1, Math.min(256, parseInt($("p-batch").value, 10) || 32)),
     lr: parseFloat($("p-lr").value) || 0.003,
     optimizer: $("p-opt").value,
-  };
-  const job = await api("/api/playground/train", { json: body });
+    watch: PG.watch,
+  }, pBound());
+  pStarted(await api("/api/playground/train", { json: body }));
+}
+
+async function pResume() {
+  if (!PG.job) return;
+  pStarted(await api("/api/playground/resume", { json: Object.assign({ job: PG.job.id, watch: PG.watch }, pBound()) }));
+}
+
+async function pSave() {
+  if (!PG.job) return;
+  const name = $("p-save-name").value.trim();
+  const d = await api("/api/playground/save", { json: name ? { job: PG.job.id, name } : { job: PG.job.id } });
+  showError(null);
+  const box = $("p-saved");
+  box.innerHTML = "";
+  box.dataset.run = d.run;
+  box.append(el("span", { text: `saved ${d.checkpoint} (step ${d.step}, ${d.epoch} epoch(s)) — ` }),
+    el("a", { href: "#activations", text: "open it in Activations" }), " · ", el("a", { href: "#training", text: "Training" }));
+  $("p-save-name").value = "";
+}
+
+function pStarted(job) {
   showError(null);
   PG.job = job;
   PG.version = null;
   PG.filtersStep = null;
+  PG.watchStep = null;
   $("p-train").disabled = true;
+  $("p-resume").disabled = true;
+  $("p-save").disabled = true;
   $("p-stop").disabled = false;
   $("p-train-title").textContent = `— ${job.title}`;
   clearInterval(PG.poll);
   PG.poll = setInterval(guard(pPoll), 400);
-  await pPoll();
+  pPoll().catch(showError);
 }
 
 async function pPoll() {
@@ -203,6 +276,9 @@ async function pPoll() {
     PG.poll = null;
     $("p-stop").disabled = true;
     $("p-train").disabled = Boolean(PG.error) || !(PG.doc && PG.doc.trainable);
+    const again = ["done", "cancelled", "timeout"].includes(j.status);
+    $("p-resume").disabled = !again;
+    $("p-save").disabled = !again;
   }
 }
 
@@ -211,13 +287,15 @@ async function renderTraining(j) {
   const curve = r.curve || [];
   const last = curve[curve.length - 1];
   const evals = r.evals || [];
-  $("p-train-status").textContent = `${j.status}: step ${j.done} of ${j.total}` + (j.message ? ` — ${j.message}` : "") + ` (${fmt(j.elapsed, 1)} s)`;
+  const model = r.step !== undefined ? ` · the model's step ${r.step}, epoch ${fmt(r.epoch, 2)}` : "";
+  $("p-train-status").textContent = `${j.status}: step ${j.done} of ${j.total}` + (j.message ? ` — ${j.message}` : "") + ` (${fmt(j.elapsed, 1)} s)` + model;
   $("p-train-status").dataset.status = j.status;
   $("p-last").textContent = last ? `step ${last.step}: loss ${fmt(last.loss, 4)}, batch accuracy ${fmtPct(last.acc)}` : "";
   $("p-evals").textContent = evals.length
     ? `test accuracy (${evals.length > 1 ? "on 500 test images" : "500 test images"}): ` + evals.map((e) => `${e.step}: ${fmtPct(e.test_acc)}`).join(" · ")
     : "";
   drawCurve($("p-curve"), curve);
+  await renderWatch(r);
   if (r.filters && r.filters.step !== PG.filtersStep) {
     PG.filtersStep = r.filters.step;
     const f = r.filters;
@@ -233,6 +311,38 @@ async function renderTraining(j) {
     $("p-filters-now").textContent = `after step ${f.step}`;
     $("p-filters-caption").textContent = `${f.shape.join("×")}` + (f.shape[1] > 1 ? " (input channel 0)" : "") +
       " — blue < 0 < red, ±the largest weight of each snapshot";
+  }
+}
+
+/** One picture of a grid (filters, feature maps) on a canvas, at a whole-pixel scale fitting `width`. */
+async function drawGrid(canvas, pic, width) {
+  const im = await loadImage(pic.png);
+  const s = Math.max(1, Math.min(8, Math.floor(width / Math.max(1, pic.layout.width))));
+  const ctx = sizeCanvas(canvas, pic.layout.width * s, pic.layout.height * s);
+  ctx.drawImage(im, 0, 0, pic.layout.width * s, pic.layout.height * s);
+}
+
+async function renderWatch(r) {
+  const w = r.watch;
+  if (!w || w.step === PG.watchStep) return;
+  PG.watchStep = w.step;
+  if (r.watch_input) $("p-watch-input").src = r.watch_input.png;
+  $("p-watch-caption").textContent = w.layer ? `— test image #${w.index} (${w.label}), layer ${w.layer}, ${w.shape.join("×")}; ` +
+    (w.signed ? "blue < 0 < red" : "black 0 … bright max") + ", one scale per snapshot" : `— test image #${w.index}: the model has no convolution`;
+  if (w.png) {
+    if (r.watch_start && r.watch_start.png) await drawGrid($("p-watch0"), r.watch_start, 300);
+    await drawGrid($("p-watch"), w, 300);
+  }
+  $("p-watch").dataset.step = String(w.step);
+  $("p-watch-now").textContent = `after step ${w.step} (epoch ${fmt(w.epoch, 2)})`;
+  $("p-watch-pred").textContent = `the model says ${w.predicted} (${fmtPct(w.probability)}); it is ${w.label}`;
+  const strip = $("p-watch-epochs");
+  strip.innerHTML = "";
+  for (const e of r.watch_epochs || []) {
+    if (!e.png) continue;
+    const c = el("canvas", { class: "pix" });
+    strip.append(el("div", { class: "watch-epoch", "data-epoch": Math.round(e.epoch) }, el("div", { class: "small muted", text: `end of epoch ${Math.round(e.epoch)}` }), c));
+    await drawGrid(c, e, 150);
   }
 }
 
@@ -278,13 +388,17 @@ views.playground = {
       for (const b of document.querySelectorAll("#view-playground [data-add]")) {
         b.addEventListener("click", () => { PG.layers.push(P_NEW[b.dataset.add]()); pChanged(); });
       }
-      $("p-data").addEventListener("change", () => pChanged());
+      $("p-data").addEventListener("change", () => { pChanged(); pLoadWatch().catch(showError); });
+      $("p-resume").addEventListener("click", guard(pResume));
+      $("p-save").addEventListener("click", guard(pSave));
       $("p-reset").addEventListener("click", () => { PG.layers = P_DEFAULT(); pChanged(); });
       $("p-train").addEventListener("click", guard(pTrain));
       $("p-stop").addEventListener("click", guard(pStop));
       $("p-copy").addEventListener("click", () => { if (navigator.clipboard) navigator.clipboard.writeText($("p-code").textContent).catch(() => {}); });
+      await pLoadChoices();
       renderLayerEditor();
       drawCurve($("p-curve"), []);
+      pLoadWatch().catch(showError);
     }
     await pSummary();
   }),
