@@ -400,3 +400,19 @@ def test_batch_norm_fast_declines_what_it_does_not_cover() -> None:
         F.batch_norm.forward(np.ones((2, 3, 4, 4), np.float32), np.zeros(3), np.ones(3), eps=-1)
     with use_backend("fast"), pytest.raises(ValueError, match=r"weight must have shape \(3,\), got \(2,\)"):
         F.batch_norm.forward(np.ones((2, 3, 4, 4), np.float32), None, None, weight=np.ones(2))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_fast_backward_of_a_non_contiguous_gradient(training: bool) -> None:
+    """A gradient in another layout takes the reference's backward, from either kind of context."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 4, 5))
+    stats = (rng.standard_normal(3), rng.uniform(0.5, 2, 3))
+    g = rng.standard_normal((2, 3, 5, 4)).transpose(0, 1, 3, 2)  # [2, 3, 4, 5], not C-contiguous
+    got, want = [], []
+    for backend, into in (("fast", got), ("reference", want)):
+        with use_backend(backend):
+            _, ctx = F.batch_norm.forward(x, stats[0].copy(), stats[1].copy(), np.ones(3) * 2, np.ones(3), training)
+            into.extend(v for v in F.batch_norm.backward(g, ctx) if v is not None)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -1,9 +1,8 @@
 """Fast NumPy batch normalisation for [N, C, H, W]: fewer passes, no temporaries, split over threads.
 
 The definition is :func:`glassnet.functional.norm.batch_norm_forward` and its backward.
-Same arguments, same checks (:func:`~glassnet.functional.norm.batch_norm_arguments`), the
-same context (``xhat``, ``inv_std``, …: either backward can follow either forward) and the
-same results to rounding. What changes is how many times the activations are read:
+Same arguments, same checks (:func:`~glassnet.functional.norm.batch_norm_arguments`) and
+the same results to rounding. What changes is how many times the activations are read:
 
 * per-channel sums (Σx, Σ(x−μ)², Σg, Σg·x̂) are ``einsum`` contractions over the
   [N, C, H·W] view, rows then float64 over N: one read, no temporary (NumPy's ``mean`` over axes (0, 2, 3) of an
@@ -12,7 +11,8 @@ same results to rounding. What changes is how many times the activations are rea
 * the input gradient is folded into per-channel coefficients,
   dx = g·a + x̂·b + c with a = γ/σ, b = −a·mean(g·x̂), c = −a·mean(g),
   two passes instead of the reference's five, and Σg·x̂ is computed once (the reference
-  computes it for dγ and again for its mean).
+  computes it for dγ and again for its mean);
+* in inference, y = x·a + b with per-channel a and b: two passes, nothing new kept.
 
 Large batches are cut into parts along N, one per worker thread. Every element and
 every row sum is computed by one thread the same way whatever the split, and the row sums
@@ -77,10 +77,9 @@ def batch_norm_forward(
     count = n * x3.shape[2]
     parts = _split(n, x.size)
     dtype = x.dtype
-    if training:
-        mean = (_channel_sums(x3, None, parts) / count).astype(dtype)
-    else:
-        mean = np.asarray(running_mean, dtype=dtype)
+    if not training:
+        return _inference(x, running_mean, running_var, weight, bias, eps, parts, axes, shape)
+    mean = (_channel_sums(x3, None, parts) / count).astype(dtype)
     xhat = np.empty_like(x)
     h3 = xhat.reshape(n, c, -1)
     m3 = mean.reshape(1, c, 1)
@@ -90,16 +89,13 @@ def batch_norm_forward(
         np.subtract(x3[lo:hi], m3, out=h3[lo:hi])
 
     parallel(centre, parts)
-    if training:
-        sum_sq = _channel_sums(h3, h3, parts)
-        var = (sum_sq / count).astype(dtype)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if running_var is not None:  # unbiased, blended in float64 and rounded once, as PyTorch does
-            running_var[...] = momentum * (sum_sq / (count - 1)) + (1 - momentum) * running_var.astype(np.float64)
-    else:
-        var = np.asarray(running_var, dtype=dtype)
+    sum_sq = _channel_sums(h3, h3, parts)
+    var = (sum_sq / count).astype(dtype)
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:  # unbiased, blended in float64 and rounded once, as PyTorch does
+        running_var[...] = momentum * (sum_sq / (count - 1)) + (1 - momentum) * running_var.astype(np.float64)
     inv_std = 1.0 / np.sqrt(var + eps)
     w3 = None if weight is None else np.asarray(weight, dtype=dtype).reshape(1, c, 1)
     b3 = None if bias is None else np.asarray(bias, dtype=dtype).reshape(1, c, 1)
@@ -127,13 +123,47 @@ def batch_norm_forward(
     return (xhat if out is None else out), ctx
 
 
+def _inference(
+    x: np.ndarray, running_mean: Any, running_var: Any, weight: Any, bias: Any, eps: float, parts: int, *where: Any
+) -> tuple[np.ndarray, Context]:
+    """Inference: the statistics are constants, so y = x·a + b with per-channel a = γ/√(σ²+ε) and
+    b = β − μ·a (PyTorch's CPU kernel folds it the same way): two passes, and x̂ is not kept
+    (the backward recomputes it when there is a γ)."""
+    n, c = x.shape[:2]
+    dtype = x.dtype
+    mean = np.asarray(running_mean, dtype=dtype)
+    inv_std = 1.0 / np.sqrt(np.asarray(running_var, dtype=dtype) + eps)
+    a = inv_std if weight is None else inv_std * np.asarray(weight, dtype=dtype)
+    b = -mean * a if bias is None else np.asarray(bias, dtype=dtype) - mean * a
+    x3, out = x.reshape(n, c, -1), np.empty_like(x)
+    o3, a3, b3 = out.reshape(n, c, -1), a.reshape(1, c, 1), b.reshape(1, c, 1)
+
+    def work(k: int, p: int) -> None:
+        lo, hi = n * k // p, n * (k + 1) // p
+        np.multiply(x3[lo:hi], a3, out=o3[lo:hi])
+        o3[lo:hi] += b3
+
+    parallel(work, parts)
+    ctx = Context(xhat=None, x=x, mean=mean, inv_std=inv_std, weight=weight, has_bias=bias is not None, training=False)
+    ctx.update(axes=where[0], shape=where[1])
+    return out, ctx
+
+
 def batch_norm_backward(grad: Any, ctx: Context) -> tuple[Any, ...]:
     """As :func:`glassnet.functional.norm.batch_norm_backward`: ``(dx, None, None, dweight, dbias)``."""
     xhat = ctx.xhat
+    if xhat is None:  # inference: x̂ = (x − μ)/σ again if there is a γ to differentiate
+        x = ctx.x
+        if ctx.weight is not None:
+            xhat = (x - ctx.mean.reshape(ctx.shape)) * ctx.inv_std.reshape(ctx.shape)
+        else:
+            xhat = x  # only its shape and dtype are used below
     grad = np.asarray(grad, dtype=xhat.dtype)
     if grad.shape != xhat.shape or not grad.flags.c_contiguous or xhat.ndim != 4:
         from ..functional.norm import batch_norm_backward as reference
 
+        if ctx.xhat is None:
+            ctx = Context(ctx, xhat=(ctx.x - ctx.mean.reshape(ctx.shape)) * ctx.inv_std.reshape(ctx.shape))
         return reference(grad, ctx)
     n, c = xhat.shape[:2]
     g3, h3 = grad.reshape(n, c, -1), xhat.reshape(n, c, -1)
