@@ -325,6 +325,22 @@ def test_relu_fast_equals_reference_split_over_threads(split_and_blocked: None) 
     matrix(activation_cases(), _check_activation)
 
 
+def test_relu_fast_under_no_grad_keeps_no_mask_and_still_has_a_backward() -> None:
+    """Inference skips the mask (only a backward reads it); a backward from that context makes it."""
+    from glassnet import no_grad
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((3, 4, 5)) * 4).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    op = F.relu
+    with use_backend("fast"), no_grad():
+        out, ctx = op.forward(x)
+    assert ctx.backend == "fast" and ctx.mask is None
+    ref_out = run(op, "reference", (x,), {}, g)
+    assert out.tobytes() == ref_out[0].tobytes()
+    assert op.backward(g, ctx)[0].tobytes() == ref_out[1].tobytes()
+
+
 def test_relu_fast_backward_on_odd_layouts_and_dtypes() -> None:
     """A transposed (non-contiguous) gradient and a broadcast one take the reference's rule."""
     rng = np.random.default_rng(0)

@@ -9,8 +9,10 @@ same: it gives NaN for an infinite gradient in a masked cell, and −0.0 for a n
 
 So the mask is widened to all-ones / all-zeros integers of the gradient's width and
 ANDed with the gradient's bits: ``grad`` where the mask is set, +0.0 elsewhere, bit for
-bit what ``where`` gives (0.74 ms for the same gradient). Forwards are the reference's
-(already single passes); large arrays are split over the worker threads.
+bit what ``where`` gives (0.74 ms for the same gradient). ReLU's forward computes the same
+values and mask as the reference's, split over the worker threads; under ``no_grad``
+(inference) it skips the mask, which only a backward reads (it is then made from the kept
+input).
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ def masked_grad(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def relu_backward(grad: Any, ctx: Context) -> tuple[np.ndarray]:
     """As :func:`glassnet.functional.activation.relu_backward`, branch-free."""
-    return (masked_grad(np.asarray(grad), ctx.mask),)
+    return (masked_grad(np.asarray(grad), _mask(ctx)),)
 
 
 def relu6_backward(grad: Any, ctx: Context) -> tuple[np.ndarray]:
     """As :func:`glassnet.functional.activation.relu6_backward`, branch-free."""
-    return (masked_grad(np.asarray(grad), ctx.mask),)
+    return (masked_grad(np.asarray(grad), _mask(ctx)),)
 
 
 def supports(*args: Any, **kwargs: Any) -> bool:
@@ -62,5 +64,32 @@ def supports(*args: Any, **kwargs: Any) -> bool:
     return isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
 
 
-relu_forward = ref.relu_forward
+def relu_forward(x: Any) -> tuple[np.ndarray, Context]:
+    """As :func:`glassnet.functional.activation.relu_forward`: max(x, 0) and the mask x > 0, in parts
+    over the workers. Under ``no_grad`` (inference) the mask is left to the backward: ``x`` is kept."""
+    from ..autograd import is_grad_enabled
+
+    out = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=bool) if is_grad_enabled() else None
+    flat_x, flat_o = x.reshape(-1), out.reshape(-1)
+    flat_m = None if mask is None else mask.reshape(-1)
+    parts = num_workers() if x.size >= PARALLEL_MIN else 1
+
+    def work(k: int, p: int) -> None:
+        a, b = x.size * k // p, x.size * (k + 1) // p
+        xs = flat_x[a:b]
+        np.maximum(xs, 0.0, out=flat_o[a:b])
+        if flat_m is not None:
+            np.greater(xs, 0.0, out=flat_m[a:b])
+
+    parallel(work, parts)
+    return out, Context(mask=mask, x=None if mask is not None else x)
+
+
+def _mask(ctx: Context) -> np.ndarray:
+    return ctx.mask if ctx.mask is not None else ctx.x > 0
+
+
+# ReLU6's forward stays the reference's: its clip gives −0.0 or +0.0 for an input of −0.0
+# depending on the array's shape, so no split of it could promise the same bits.
 relu6_forward = ref.relu6_forward
