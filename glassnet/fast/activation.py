@@ -26,7 +26,7 @@ from ..functional import activation as ref
 from ..functional._op import Context
 
 # Below this many elements a pass runs in one thread: waking a worker costs ~0.1 ms.
-PARALLEL_MIN = 2**18
+PARALLEL_MIN = 2**20
 _BITS = {4: np.uint32, 8: np.uint64}
 
 

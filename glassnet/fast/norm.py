@@ -31,7 +31,7 @@ from ..functional._op import Context
 from ..functional.norm import batch_norm_arguments
 
 # Inputs with at least this many elements are split over the worker threads.
-PARALLEL_MIN = 2**18
+PARALLEL_MIN = 2**20
 
 
 def _split(n: int, size: int) -> int:
