@@ -40,7 +40,7 @@ from .._jupyter import show_progress
 from ..autograd import no_grad
 from ..checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, restore_optimizer, save_checkpoint
 from ..nn.module import Module
-from .history import History
+from .history import History, warm_up_plotting
 from .metrics import Metrics, confusion_matrix, roc_auc, topk_correct
 from .rundir import RunLock, describe_checkpoints, prepare_run_dir
 
@@ -66,6 +66,8 @@ class RunInfo:
 
 #: fit's losses and the task each trains: softmax cross-entropy over classes, or one logit per image.
 LOSSES = {"cross_entropy": "multiclass", "binary_cross_entropy": "binary"}
+# At the end of an epoch, curves.png is redrawn only if this many seconds passed since it last was.
+PLOT_EVERY_S = 30.0
 
 
 def _loss_fn(name: str, label_smoothing: float) -> Any:
@@ -428,18 +430,32 @@ def fit(
         )  # fmt: skip
 
     last_history_write = 0.0
+    last_plot: tuple[float, Any] = (-PLOT_EVERY_S, None)  # when curves.png was drawn, and from what
 
-    def write_history(force: bool = False, full: bool = False) -> None:
-        nonlocal last_history_write
+    def write_history(force: bool = False, full: bool = False, epoch_end: bool = False) -> None:
+        """history.json every 2 s at most (or when forced); with ``full``, history.csv and curves.png.
+
+        Drawing the curves takes 0.15 s (the first in a process more, matplotlib's import), so at
+        the end of an epoch curves.png is redrawn only if PLOT_EVERY_S have passed since the last
+        drawing; when training stops (finished, interrupted, stopped early, failed) it is drawn
+        whenever its data changed.
+        """
+        nonlocal last_history_write, last_plot
         if run_path is None or (ddp is not None and not ddp.is_root):  # [distributed] rank 0 writes
             return
         now = time.monotonic()
         if force or now - last_history_write > 2.0:
-            history.save(run_path, csv_and_plot=full)
+            drawn_from = (len(history.epochs), len(history.steps))
+            plot = full and drawn_from != last_plot[1] and (not epoch_end or now - last_plot[0] >= PLOT_EVERY_S)
+            history.save(run_path, csv_and_plot=full, plot=plot)
             last_history_write = now
+            if plot:
+                last_plot = (now, drawn_from)
 
     if run_path is not None:
         run_path.mkdir(parents=True, exist_ok=True)
+        if ddp is None or ddp.is_root:  # curves.png is drawn at the end of the epoch: import matplotlib meanwhile
+            threading.Thread(target=warm_up_plotting, name="glassnet-plot-warm-up", daemon=True).start()
         write_history(force=True)
 
     def where() -> str:
@@ -578,7 +594,7 @@ def fit(
                 tqdm.write(
                     f"epoch {epoch}: train loss {record['train_loss']:.4f}  acc {record['train_acc']:.2%}{val_txt}"
                 )
-            write_history(force=True, full=True)
+            write_history(force=True, full=True, epoch_end=True)
             if interrupt.requested and not stop and epoch < epochs:
                 history.status = "interrupted"
                 history.message = (

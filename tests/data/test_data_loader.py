@@ -118,7 +118,7 @@ def test_worker_exception_reaches_consumer_and_thread_ends() -> None:
 
 
 def test_abandoned_iterator_shuts_down_thread() -> None:
-    loader = DataLoader(_toy(200), batch_size=2, prefetch_depth=1)
+    loader = DataLoader(_toy(200), batch_size=2, prefetch=True, prefetch_depth=1)
     for _ in loader:
         break
     _wait_no_threads()
@@ -180,3 +180,16 @@ def test_accepts_any_object_with_images_and_labels() -> None:
     assert y.dtype == np.int64
     with pytest.raises(DatasetError, match="expected batch_size >= 1, got 0"):
         DataLoader(Pair(), batch_size=0)
+
+
+def test_prefetch_by_default_only_with_a_transform() -> None:
+    """A plain batch is a gather and a normalisation: it is prepared inline unless asked otherwise;
+    a transform (augmentation) gets the background thread."""
+    assert DataLoader(_toy(10)).prefetch is False
+    assert DataLoader(_toy(10), transform=lambda x, rng: x).prefetch is True
+    assert DataLoader(_toy(10), prefetch=True).prefetch is True
+    assert DataLoader(_toy(10), transform=lambda x, rng: x, prefetch=False).prefetch is False
+    it = iter(DataLoader(_toy(10), batch_size=2))
+    next(it)
+    assert not _prefetch_threads()
+    it.close()
