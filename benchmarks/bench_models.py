@@ -64,6 +64,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,8 +430,9 @@ class _TimedLoader:
             getattr(it, "close", lambda: None)()
 
 
-def _timed_fit_epoch(ds: Any, mean: np.ndarray, std: np.ndarray) -> tuple[float, float, int, float]:
-    """One epoch of ``fit``: (seconds, seconds inside forward→optimizer.step, steps, seconds waiting for batches)."""
+def _timed_fit_epoch(ds: Any, mean: np.ndarray, std: np.ndarray) -> tuple[float, float, int, float, float]:
+    """One epoch of ``fit``: (seconds, seconds inside forward→optimizer.step, steps, seconds waiting for
+    batches, seconds drawing curves.png in the training thread)."""
     from glassnet.data import DataLoader
     from glassnet.train import fit
 
@@ -451,20 +453,38 @@ def _timed_fit_epoch(ds: Any, mean: np.ndarray, std: np.ndarray) -> tuple[float,
         return out
 
     model.forward, opt.step = timed_forward, timed_step
-    with tempfile.TemporaryDirectory(prefix="bench-models-") as run_dir:
-        with contextlib.redirect_stdout(sys.stderr):  # fit's epoch summary line: keep stdout for the report
-            t0 = time.perf_counter()
-            fit(model, loader, epochs=1, optimizer=opt, run_dir=run_dir, checkpoint_every=100, progress=True,
-                handle_sigint=False)  # fmt: skip
-            seconds = time.perf_counter() - t0
-    return seconds, inside["sum"], inside["steps"], loader.wait
+    import glassnet.train.history as history_module
+
+    plot, plotting = getattr(history_module, "plot_curves", None), [0.0]
+
+    def timed_plot(*a: Any, **k: Any) -> Any:  # drawing curves.png in the training thread
+        t0 = time.perf_counter()
+        try:
+            return plot(*a, **k)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                plotting[0] += time.perf_counter() - t0
+
+    if plot is not None:
+        history_module.plot_curves = timed_plot
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-models-") as run_dir:
+            with contextlib.redirect_stdout(sys.stderr):  # fit's epoch summary line: keep stdout for the report
+                t0 = time.perf_counter()
+                fit(model, loader, epochs=1, optimizer=opt, run_dir=run_dir, checkpoint_every=100, progress=True,
+                    handle_sigint=False)  # fmt: skip
+                seconds = time.perf_counter() - t0
+    finally:
+        if plot is not None:
+            history_module.plot_curves = plot
+    return seconds, inside["sum"], inside["steps"], loader.wait, plotting[0]
 
 
 def bench_epoch(threads: int, rounds: int, data: tuple[Any, ...]) -> dict[str, Any]:
     torch = _torch()
     ds, mean, std, xs, ys = data
     n = len(ys)
-    fits: list[tuple[float, float, int, float]] = []
+    fits: list[tuple[float, float, int, float, float]] = []
     plain: list[float] = []
     tplain: list[float] = []
     tx, ty = torch.from_numpy(xs), torch.from_numpy(ys)
@@ -494,6 +514,7 @@ def bench_epoch(threads: int, rounds: int, data: tuple[Any, ...]) -> dict[str, A
         "inside": best_fit[1],
         "direct_share": (1 - best_fit[1] / best_fit[0]) if best_fit[2] == steps else None,
         "loader_share": best_fit[3] / best_fit[0],
+        "plot_share": best_fit[4] / best_fit[0],
         "plain": min(plain),
         "torch": min(tplain),
         "fits": [f[0] for f in fits],
@@ -663,21 +684,23 @@ def main() -> None:
         out += [
             f"{EPOCH_LABEL} (60,000 images, batch {EPOCH_BATCH}, SGD momentum): best of "
             f"{len(epochs[0]['fits'])} round(s), seconds. glassnet `fit` = its DataLoader, progress bar, history "
-            "and checkpoints (every 100 steps and at the end); plain loops = the same steps over the same images "
-            "already normalised and shuffled in memory. Outside share = part of the fit epoch spent outside "
-            "forward→optimizer.step (measured inside fit), of which waiting for the loader's next batch; "
-            "cross-check = 1 − glassnet plain loop / fit (noisy: two separate epochs).",
+            "and checkpoints (every 100 steps and at the end), curves.png; plain loops = the same steps over the same "
+            "images already normalised and shuffled in memory. Outside share = part of the fit epoch spent outside "
+            "forward→optimizer.step (measured inside fit), of which waiting for the loader's next batch and drawing "
+            "curves.png (the first drawing in a process includes importing matplotlib); cross-check = 1 − glassnet "
+            "plain loop / fit (noisy: two separate epochs).",
             "",
             "| threads | glassnet fit s | glassnet plain loop s | PyTorch plain loop s | fit / PyTorch "
-            "| outside share | loader wait | cross-check |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| outside share | loader wait | curves.png | cross-check |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for e in epochs:
             share = "—" if e["direct_share"] is None else f"{e['direct_share']:.1%}"
             cross = 1 - e["plain"] / e["fit"]
             out.append(
                 f"| {e['threads']} | {e['fit']:.2f} | {e['plain']:.2f} | {e['torch']:.2f} "
-                f"| {e['fit'] / e['torch']:.2f}× | {share} | {e['loader_share']:.1%} | {cross:.1%} |"
+                f"| {e['fit'] / e['torch']:.2f}× | {share} | {e['loader_share']:.1%} | {e['plot_share']:.1%} "
+                f"| {cross:.1%} |"
             )
         out.append("")
     if epoch_note:
