@@ -108,6 +108,13 @@ def _copy(
     parallel(work, parts)
 
 
+def _contiguous(a: np.ndarray, parts: int) -> np.ndarray:
+    """A C-contiguous copy of the view ``a`` (a transpose), copied in slices over the workers."""
+    out = np.empty(a.shape, dtype=a.dtype)
+    _copy(out, a, min(parts, a.shape[0]))
+    return out
+
+
 def _chunks(rows: int, total: int, itemsize: int) -> list[tuple[int, int]]:
     """Column ranges [a, b) of a [rows, total] operand, each about SHIFT_BLOCK_BYTES (fixed by the problem)."""
     size = max(SHIFT_MIN_BLOCK, (SHIFT_BLOCK_BYTES or 2**62) // max(1, rows * itemsize))
@@ -234,9 +241,9 @@ def conv2d_forward(
         _by_channel(im2col, c, parts)
         full = _matmul_columns(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo), parts)
         if hwn:
-            out[...] = full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)
+            _copy(out, full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2), parts)
         else:
-            out[...] = full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+            _copy(out, full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3), parts)
         if bias is not None:
             out += bias.reshape(1, f, 1, 1)
         ctx = Context(path=algorithm, cols=cols, parts=parts)
@@ -327,7 +334,7 @@ def conv2d_backward(
             _copy(dx, dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3), parts)
     elif ctx.path == "hwn":
         (sh, sw), (dh, dw_) = ctx.stride, ctx.dilation
-        gh = np.ascontiguousarray(grad.transpose(1, 2, 3, 0))  # [F, H_out, W_out, N]
+        gh = _contiguous(grad.transpose(1, 2, 3, 0), ctx.parts)  # [F, H_out, W_out, N]
         g2 = gh.reshape(groups, fg, ho * wo * n)
         cols = ctx.cols.reshape(groups, cg * t_count, ho * wo * n)
         dw = _matmul_reduce(cols, g2.transpose(0, 2, 1), ctx.parts).transpose(0, 2, 1)  # see the shift path
@@ -344,9 +351,9 @@ def conv2d_backward(
             dxh = np.zeros((c, hp, wp, n), dtype=ctx.dtype)
             for i, rows_i in enumerate(axis_taps(kh, sh, dh, ho)):
                 dxh[:, rows_i] += r[:, i]
-            dx = np.ascontiguousarray(dxh[:, pt : pt + h, pl : pl + w, :].transpose(3, 0, 1, 2))
+            dx = _contiguous(dxh[:, pt : pt + h, pl : pl + w, :].transpose(3, 0, 1, 2), ctx.parts)
     else:
-        g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(groups, fg, n * ho * wo)
+        g2 = _contiguous(grad.transpose(1, 0, 2, 3), ctx.parts).reshape(groups, fg, n * ho * wo)
         cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
         dw = _matmul_reduce(cols, g2.transpose(0, 2, 1), ctx.parts).transpose(0, 2, 1)  # see the shift path
         dx = None
@@ -355,7 +362,7 @@ def conv2d_backward(
             dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
             for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
                 dxp[:, :, sl[0], sl[1]] += dcols[:, t]
-            dx = np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3))
+            dx = _contiguous(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3), ctx.parts)
     dw = dw.reshape(f, cg, kh, kw)
     if ctx.flip:
         dw = dw[:, :, ::-1, ::-1]
