@@ -216,7 +216,7 @@ def _distributed(command: Any) -> Any:
     "--threads",
     type=click.IntRange(1),
     default=None,
-    help="Threads (BLAS and glassnet's); stored in the run and applied again by --resume.",
+    help="glassnet's worker threads (BLAS runs single-threaded); stored in the run and applied again by --resume.",
 )
 @click.option(
     "--workers",
@@ -255,8 +255,8 @@ def train(model_name: str, data: str, data_root: str | None, epochs: int, batch_
     if resume_dir:
         run_path = Path(resume_dir)
         config, extended_from = _resume_config(ctx, run_path, History.load(run_path))
-        if config.get("threads"):
-            set_num_threads(int(config["threads"]))
+        if threads or config.get("threads"):  # results do not depend on it: --threads may change it
+            set_num_threads(int(threads or config["threads"]))
         more = f", extended from {extended_from} to {config['epochs']} epochs" if extended_from else ""
         click.echo(f"resuming {run_path} ({config['model']} on {config['data']}{more})")
     else:
@@ -345,8 +345,9 @@ def _resume_config(ctx: click.Context, run_path: Path, hist: Any) -> tuple[dict[
     """The config to resume ``run_path`` with, and the epochs it is extended from (None: not extended).
 
     Options given on the command line must agree with the run: ``--epochs`` may only raise
-    the planned epochs (extending the run), ``--threads`` must be the run's, ``--out`` the
-    run directory; ``--data-root`` (where the files are), ``--download`` and ``--quiet`` are free.
+    the planned epochs (extending the run), ``--out`` the run directory; ``--threads`` (results
+    are the same on any count), ``--data-root`` (where the files are), ``--download`` and
+    ``--quiet`` are free.
     """
     from click.core import ParameterSource
 
@@ -365,11 +366,6 @@ def _resume_config(ctx: click.Context, run_path: Path, hist: Any) -> tuple[dict[
                 conflicts.append(f"--epochs {value} (the run is planned for {planned}; it cannot be shortened)")
             elif value > config["epochs"]:
                 extended_from = config["epochs"]
-        elif p.name == "threads":
-            stored = config.get("threads")
-            if stored is not None and value != stored:
-                conflicts.append(f"--threads {value} (the run computes with {stored}; another count changes the "
-                                 "last bits of the results)")  # fmt: skip
         elif p.name == "out_dir":
             if Path(value).resolve() != run_path.resolve():
                 conflicts.append(f"--out {value} (a resumed run stays in {run_path})")
@@ -381,7 +377,7 @@ def _resume_config(ctx: click.Context, run_path: Path, hist: Any) -> tuple[dict[
         _fail(
             f"--resume continues {run_path} with its own settings; these options conflict with it: "
             + "; ".join(conflicts)
-            + ". With --resume only --epochs N (more epochs: extend the run), --threads (the run's), "
+            + ". With --resume only --epochs N (more epochs: extend the run), --threads, "
             "--data-root, --download and --quiet may be given"
         )
     if ctx.get_parameter_source("data_root") is ParameterSource.COMMANDLINE:
@@ -915,7 +911,7 @@ register_onnx_commands(cli)  # export, import-onnx
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: keeps freed memory for reuse, applies --threads (BLAS threads), runs the click group."""
+    """Entry point: keeps freed memory for reuse, applies --threads (glassnet's workers), runs the click group."""
     args = sys.argv[1:] if argv is None else argv
     from .backend import keep_freed_memory
 

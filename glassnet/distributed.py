@@ -640,8 +640,8 @@ def _launch(cmd: list[str]) -> int:
 
 
 def _default_threads(ctx: Context) -> None:
-    """One BLAS thread per core this rank may use, the cores shared by the ranks on its machine
-    (unless ``--threads`` or an ``*_NUM_THREADS`` variable says otherwise)."""
+    """One glassnet worker thread per core this rank may use, the cores shared by the ranks on its
+    machine (unless ``--threads`` or an ``*_NUM_THREADS`` variable says otherwise)."""
     if any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
         return
     from .backend import set_num_threads

@@ -2,8 +2,8 @@
 
 A run's config is stored in its ``history.json``; ``--resume`` rebuilds exactly the
 same model, data, optimiser and schedule from it. Two keys are not about what is built:
-``threads`` (the thread count the run computes with, applied again on resume, since
-results differ in the last bits between thread counts) and ``extended`` (the epoch counts
+``threads`` (the thread count the run computes with, applied again on resume unless
+``--threads`` says otherwise: results are the same on any count) and ``extended`` (the epoch counts
 a run had before ``--resume --epochs N`` extended it, see :func:`fast_forward_schedule`).
 """
 
