@@ -154,7 +154,7 @@ def plot_curves(runs: list[tuple[str, History]]) -> bytes:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.12, top=0.91, wspace=0.2)  # fixed: tight_layout costs ~10 %
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
