@@ -89,18 +89,24 @@ def _shift_cols(src: np.ndarray, offsets: list[int], a: int, b: int, out: np.nda
     return cols
 
 
-def _copy(
-    dst: np.ndarray, src: np.ndarray, parts: int, bias: np.ndarray | None = None, zero: np.ndarray | None = None
-) -> None:
+def _copy(dst: np.ndarray, src: np.ndarray, parts: int, bias: np.ndarray | None = None, zero: Any = None) -> None:
     """dst[...] = src (+ bias over axis 1), split along axis 0 over ``parts`` workers.
 
-    ``zero``: the buffer ``dst`` is a view of (same axis 0), zeroed first, slice by slice.
+    ``zero``: ``(grid, (r0, r1), (c0, c1), extra)``: ``dst`` is ``grid[:, :, r0:r1, c0:c1]`` of a
+    [C, N, rows, cols] buffer whose other cells (the frame around ``dst``), and the 2-D ``extra``
+    (a margin of the same buffer), are zeroed, slice by slice; ``dst`` itself is then written once.
     """
 
     def work(k: int, p: int) -> None:
         a, b = dst.shape[0] * k // p, dst.shape[0] * (k + 1) // p
         if zero is not None:
-            zero[a:b] = 0
+            grid, (r0, r1), (c0, c1), extra = zero
+            g = grid[a:b]
+            g[:, :, :r0] = 0
+            g[:, :, r1:] = 0
+            g[:, :, r0:r1, :c0] = 0
+            g[:, :, r0:r1, c1:] = 0
+            extra[a:b] = 0
         dst[a:b] = src[a:b]
         if bias is not None:
             dst[a:b] += bias.reshape(1, -1, *([1] * (dst.ndim - 2)))
@@ -206,9 +212,9 @@ def conv2d_forward(
             m = n * hp * wp
         offsets = tap_offsets((kh, kw), dilation, wp)
         buf = np.empty((c, m + offsets[-1]), dtype=dtype)
-        _copy(
-            buf[:, :m].reshape(c, n, hp, wp)[:, :, pt : pt + h, pl : pl + w], x.transpose(1, 0, 2, 3), parts, zero=buf
-        )
+        grid = buf[:, :m].reshape(c, n, hp, wp)
+        frame = (grid, (pt, pt + h), (pl, pl + w), buf[:, m:])
+        _copy(grid[:, :, pt : pt + h, pl : pl + w], x.transpose(1, 0, 2, 3), parts, zero=frame)
         full = np.empty((groups, f // groups, m), dtype=dtype)
         blocks = _blocks(n, hp * wp, 0, ho * wp, c * t_count, dtype.itemsize)
 
@@ -291,7 +297,9 @@ def conv2d_backward(
         offsets, parts = ctx.offsets, ctx.parts
         margin = offsets[-1]
         gbuf = np.empty((f, margin + m), dtype=ctx.dtype)
-        _copy(gbuf[:, margin:].reshape(f, n, hp, wp)[:, :, :ho, :wo], grad.transpose(1, 0, 2, 3), parts, zero=gbuf)
+        grid = gbuf[:, margin:].reshape(f, n, hp, wp)
+        frame = (grid, (0, ho), (0, wo), gbuf[:, :margin])
+        _copy(grid[:, :, :ho, :wo], grad.transpose(1, 0, 2, 3), parts, zero=frame)
         g2 = gbuf[:, margin:]
         # dx is itself a convolution: dx_pad[c, r] = Σ_{o,t} W[o, c, t] · dOut[o, r − offset_t],
         # so an im2col of the gradient (taps shifted the other way) times Wᵀ gives it, block by
