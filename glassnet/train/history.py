@@ -111,6 +111,9 @@ class History:
 
 _warm = threading.Lock()
 _warmed = False
+# FreeType (matplotlib's text) is not thread-safe: two drawings at once can abort the process
+# (seen when fit's final drawing met the background warm-up), so drawings take turns.
+_drawing = threading.Lock()
 
 
 def warm_up_plotting() -> None:
@@ -125,7 +128,15 @@ def warm_up_plotting() -> None:
 
 
 def plot_curves(runs: list[tuple[str, History]]) -> bytes:
-    """PNG bytes: loss (left) and accuracy (right) against epochs for one or more runs."""
+    """PNG bytes: loss (left) and accuracy (right) against epochs for one or more runs.
+
+    Safe from any thread: drawings take turns (FreeType is not thread-safe).
+    """
+    with _drawing:
+        return _draw_curves(runs)
+
+
+def _draw_curves(runs: list[tuple[str, History]]) -> bytes:
     # The object-oriented API with the Agg canvas: no pyplot (whose import alone took 0.75 s,
     # 7 % of a LeNet-5 epoch), no global figure state, safe outside the main thread.
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -181,6 +181,21 @@ def _evaluate_binary(model: Module, loader: Any, classes: list[str] | None, thre
                    list(classes or []), task="binary", threshold=threshold, roc_auc=roc_auc(p, y))  # fmt: skip
 
 
+class _Joined:
+    """On leaving the block, wait for ``thread`` (the plotting warm-up): fit never returns, or
+    raises, while it is still inside matplotlib."""
+
+    def __init__(self, thread: threading.Thread | None) -> None:
+        self.thread = thread
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+
 class _Interrupt:
     """Turns the first SIGINT (Ctrl-C), SIGTERM or SIGHUP into a flag checked between steps;
     a second one aborts at once (KeyboardInterrupt). A signal the process ignores (``nohup``
@@ -452,17 +467,23 @@ def fit(
             if plot:
                 last_plot = (now, drawn_from)
 
+    warm_up = None
     if run_path is not None:
         run_path.mkdir(parents=True, exist_ok=True)
         if ddp is None or ddp.is_root:  # curves.png is drawn at the end of the epoch: import matplotlib meanwhile
-            threading.Thread(target=warm_up_plotting, name="glassnet-plot-warm-up", daemon=True).start()
+            warm_up = threading.Thread(target=warm_up_plotting, name="glassnet-plot-warm-up", daemon=True)
+            warm_up.start()
         write_history(force=True)
 
     def where() -> str:
         return f"epoch {epoch + 1}, step {step}"
 
     model.train()
-    with _Interrupt(handle_sigint, ddp is not None) as interrupt, _Outcome(history, run_path, write_history, where):
+    with (
+        _Joined(warm_up),
+        _Interrupt(handle_sigint, ddp is not None) as interrupt,
+        _Outcome(history, run_path, write_history, where),
+    ):
         while epoch < epochs:
             t_epoch = time.perf_counter()
             bar = tqdm(total=len(train), initial=train.state_dict().get("position", 0),
