@@ -298,6 +298,37 @@ class PoisonedLoader:
             yield x, y
 
 
+def test_fit_returns_only_after_its_plotting_warm_up(shapes_train, tmp_path):
+    """fit warms matplotlib up in a background thread; a process that ended while that thread
+    was inside matplotlib aborted ("terminate called without an active exception", seen in a
+    short resumed MPI run). fit waits for it, also when it stops with an error, and a short
+    training in a fresh process exits cleanly."""
+    import threading
+
+    def warm_ups() -> list:
+        return [t for t in threading.enumerate() if t.name == "glassnet-plot-warm-up" and t.is_alive()]
+
+    model = lenet5(rng=0)
+    fit(model, _loader(shapes_train, 64), epochs=1, optimizer=SGD(model.parameters(), lr=0.01),
+        run_dir=tmp_path / "ok", progress=False)  # fmt: skip
+    assert warm_ups() == []
+    with pytest.raises(TrainingError):
+        fit(model, PoisonedLoader(_loader(shapes_train, 64), at=1), epochs=1,
+            optimizer=SGD(model.parameters(), lr=0.01), run_dir=tmp_path / "bad", progress=False)  # fmt: skip
+    assert warm_ups() == []
+    script = (
+        "import sys; import numpy as np; from glassnet.data import DataLoader, load_dataset; "
+        "from glassnet.models import lenet5; from glassnet.optim import SGD; from glassnet.train import fit; "
+        "ds = load_dataset('shapes', 'train', n=64); m = lenet5(rng=0); "
+        "fit(m, DataLoader(ds, 32), epochs=1, optimizer=SGD(m.parameters(), lr=0.01), run_dir=sys.argv[1], "
+        "progress=False)"
+    )
+    for i in range(3):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"p{i}")], capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(shapes_train, tmp_path):
     model = lenet5(rng=0)
     opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
