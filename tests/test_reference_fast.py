@@ -341,6 +341,22 @@ def test_relu_fast_under_no_grad_keeps_no_mask_and_still_has_a_backward() -> Non
     assert op.backward(g, ctx)[0].tobytes() == ref_out[1].tobytes()
 
 
+@pytest.mark.parametrize("grad_mode", [True, False])
+def test_relu_fast_forward_of_non_contiguous_inputs(grad_mode: bool) -> None:
+    """Transposed, strided and Fortran-ordered inputs give the reference's output and gradient."""
+    from glassnet import enable_grad, no_grad
+
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((6, 8, 10)).astype(np.float32)
+    for x in (base.transpose(2, 0, 1), base[:, ::2, 1::3], np.asfortranarray(base)):
+        g = rng.standard_normal(x.shape).astype(np.float32)
+        with use_backend("fast"), enable_grad() if grad_mode else no_grad():
+            out, ctx = F.relu.forward(x)
+        assert ctx.backend == "fast"
+        np.testing.assert_array_equal(out, np.maximum(x, 0))
+        np.testing.assert_array_equal(F.relu.backward(g, ctx)[0], np.where(x > 0, g, 0.0))
+
+
 def test_relu_fast_backward_on_odd_layouts_and_dtypes() -> None:
     """A transposed (non-contiguous) gradient and a broadcast one take the reference's rule."""
     rng = np.random.default_rng(0)

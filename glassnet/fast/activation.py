@@ -69,9 +69,9 @@ def relu_forward(x: Any) -> tuple[np.ndarray, Context]:
     over the workers. Under ``no_grad`` (inference) the mask is left to the backward: ``x`` is kept."""
     from ..autograd import is_grad_enabled
 
-    out = np.empty_like(x)
+    out = np.empty(x.shape, dtype=x.dtype)  # C order whatever x's layout: the flat views below write into it
     mask = np.empty(x.shape, dtype=bool) if is_grad_enabled() else None
-    flat_x, flat_o = x.reshape(-1), out.reshape(-1)
+    flat_x, flat_o = x.reshape(-1), out.reshape(-1)  # x in another layout: flat_x is a C-order copy
     flat_m = None if mask is None else mask.reshape(-1)
     parts = num_workers() if x.size >= PARALLEL_MIN else 1
 
