@@ -155,6 +155,11 @@ def _matmul_reduce(a: np.ndarray, bt: np.ndarray, parts: int) -> np.ndarray:
             np.matmul(a[..., lo:hi], bt[..., lo:hi, :], out=partial[i])
 
     parallel(work, min(parts, len(chunks)))
+    return _add_in_order(partial)
+
+
+def _add_in_order(partial: np.ndarray) -> np.ndarray:
+    """partial[0] + partial[1] + …, in that order (in place in partial[0]): one fixed rounding."""
     total = partial[0]
     for more in partial[1:]:
         total += more
@@ -331,10 +336,7 @@ def conv2d_backward(
                 np.matmul(w_t, gcols.reshape(groups, fg * t_count, b - a), out=dxp[:, :, a:b])
 
         parallel(work, parts)
-        dw = dw_parts[0]
-        for part in dw_parts[1:]:
-            dw += part
-        dw = dw.transpose(0, 2, 1)
+        dw = _add_in_order(dw_parts).transpose(0, 2, 1)
         dx = None
         if need_dx:
             dxp = dxp.reshape(c, n, hp, wp)
