@@ -28,6 +28,8 @@ from glassnet.fast import activation as fast_activation
 from glassnet.fast import conv as fast_conv
 from glassnet.fast import norm as fast_norm
 from glassnet.fast import pool as fast_pool
+from glassnet.fast import winograd as fast_winograd
+from glassnet.functional.conv import conv2d_geometry
 
 TOL = {np.dtype(np.float64): (1e-10, 1e-10), np.dtype(np.float32): (1e-5, 1e-5)}
 DTYPES = st.sampled_from([np.float64, np.float64, np.float32])
@@ -120,8 +122,17 @@ def conv_cases(draw: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], int]:
     return inputs, opts, seed
 
 
-def _algorithms(opts: dict[str, Any]) -> list[str | None]:
-    return [None, "shift", "gather", "hwn"] if opts["stride"] in (1, (1, 1)) else [None, "gather", "hwn"]
+def _winograd_applies(inputs: dict[str, np.ndarray], opts: dict[str, Any]) -> bool:
+    w = inputs["weight"]
+    geometry = conv2d_geometry(inputs["x"].shape, w.shape, opts["stride"], opts["padding"], opts["dilation"])
+    return fast_winograd.applies(w.shape[2:], geometry[0], geometry[1], opts["groups"], geometry[2])
+
+
+def _algorithms(inputs: dict[str, np.ndarray], opts: dict[str, Any]) -> list[str | None]:
+    names: list[str | None] = [None, "gather", "hwn"]
+    if opts["stride"] in (1, (1, 1)):
+        names.append("shift")
+    return names + ["winograd"] if _winograd_applies(inputs, opts) else names
 
 
 @pytest.fixture
@@ -131,6 +142,8 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_conv, "PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_conv, "SHIFT_BLOCK_BYTES", 1)
     monkeypatch.setattr(fast_conv, "SHIFT_MIN_BLOCK", 7)
+    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN", 0)
+    monkeypatch.setattr(fast_winograd, "BLOCK_BYTES", 1)
     monkeypatch.setattr(fast_pool, "POOL_PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_activation, "PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_norm, "PARALLEL_MIN", 0)
@@ -139,7 +152,7 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
 def _check_conv(case: Any) -> None:
     inputs, opts, seed = case
     args = (inputs["x"], inputs["weight"], inputs["bias"])
-    for algorithm in _algorithms(opts):
+    for algorithm in _algorithms(inputs, opts):
         assert_same(F.conv2d, args, {**opts, "algorithm": algorithm}, normal_grad(seed + 1, inputs["x"].dtype))
 
 
@@ -151,11 +164,78 @@ def test_conv2d_fast_equals_reference_split_over_threads_in_small_blocks(split_a
     matrix(conv_cases(), _check_conv, factor=2)
 
 
-@pytest.mark.parametrize("algorithm", [None, "shift", "gather", "hwn"])
+@st.composite
+def winograd_cases(draw: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], int]:
+    """3×3 stride-1 convolutions, the ones Winograd computes: any padding 0..2 per side, odd and
+    even sizes (a last tile half outside the output), one channel up to several."""
+    dtype = draw(DTYPES)
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    h = draw(st.integers(max(1, 3 - sum(pads[0])), 9))
+    w = draw(st.integers(max(1, 3 - sum(pads[1])), 9))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    c, f = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    inputs = {
+        "x": rng.standard_normal((draw(st.integers(1, 4)), c, h, w)).astype(dtype),
+        "weight": rng.standard_normal((f, c, 3, 3)).astype(dtype),
+        "bias": rng.standard_normal(f).astype(dtype) if draw(st.booleans()) else None,
+    }
+    opts = {"stride": 1, "padding": pads, "dilation": 1, "groups": 1, "flip": draw(st.booleans())}
+    return inputs, opts, seed
+
+
+def _check_winograd(case: Any) -> None:
+    inputs, opts, seed = case
+    args = (inputs["x"], inputs["weight"], inputs["bias"])
+    assert_same(F.conv2d, args, {**opts, "algorithm": "winograd"}, normal_grad(seed + 1, inputs["x"].dtype))
+
+
+def test_conv2d_winograd_equals_reference() -> None:
+    matrix(winograd_cases(), _check_winograd, factor=2)
+
+
+def test_conv2d_winograd_equals_reference_split_over_threads_one_image_a_block(split_and_blocked: None) -> None:
+    matrix(winograd_cases(), _check_winograd)
+
+
+def test_conv2d_winograd_is_the_automatic_choice_for_large_3x3_stride_1_layers() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 16, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    _, ctx = F.conv2d.forward(x, w, padding=1)
+    assert ctx.path == "winograd"
+    _, ctx = F.conv2d.forward(x, w, padding=1, stride=2)
+    assert ctx.path != "winograd"
+    _, ctx = F.conv2d.forward(x[:1, :, :8, :8], w, padding=1)  # too small to pay
+    assert ctx.path != "winograd"
+
+
+@pytest.mark.parametrize(
+    ("opts", "got"),
+    [
+        ({"padding": 1, "stride": 2}, "stride (2, 2)"),
+        ({"padding": 3}, "padding ((3, 3), (3, 3))"),
+        ({"padding": 2, "dilation": 2}, "dilation (2, 2)"),
+        ({"padding": 1, "groups": 2}, "groups 2"),
+    ],
+)
+def test_conv2d_winograd_names_what_it_cannot_compute(opts: dict[str, Any], got: str) -> None:
+    x = np.zeros((1, 2, 8, 8))
+    w = np.zeros((2, 2 // opts.get("groups", 1), 3, 3))
+    for backend in ("fast", "reference"):
+        with use_backend(backend), pytest.raises(ValueError, match="algorithm='winograd' needs") as err:
+            F.conv2d.forward(x, w, algorithm="winograd", **opts)
+        assert got in str(err.value)
+    with pytest.raises(ValueError, match="got kernel 5×5"):
+        F.conv2d.forward(x, np.zeros((2, 2, 5, 5)), padding=2, algorithm="winograd")
+
+
+@pytest.mark.parametrize("algorithm", [None, "shift", "gather", "hwn", "winograd"])
 def test_conv2d_without_input_gradient(algorithm: str | None) -> None:
     """A first layer's backward (needs_input_grad False) skips dx on both paths; dW and db agree."""
     rng = np.random.default_rng(7)
-    x, w, b = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    kw = 3 if algorithm == "winograd" else 2
+    x, w, b = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((4, 3, 3, kw)), rng.standard_normal(4)
     g = rng.standard_normal((2, 4, 6, 7))
     grads = {}
     for backend in ("fast", "reference"):

@@ -36,7 +36,9 @@ from ._args import Pads, Pair, check_grad_shape, conv_padding, is_int, pair, sha
 from ._op import Context, Meta, Op
 from .window import check_4d, describe_window, pad2d, taps, unpad2d
 
-ALGORITHMS = ("shift", "gather", "hwn")  # how glassnet.fast builds its im2col (``algorithm=``)
+# How glassnet.fast computes a convolution (``algorithm=``): three im2col layouts, or Winograd
+# F(2×2, 3×3) for 3×3 stride-1 kernels (glassnet.fast.winograd). The reference ignores it.
+ALGORITHMS = ("shift", "gather", "hwn", "winograd")
 
 
 def _check(x: Any, weight: Any, bias: Any, groups: Any) -> None:
@@ -98,6 +100,21 @@ def conv2d_arguments(
     geometry = conv2d_geometry(tuple(x.shape), tuple(weight.shape), stride, padding, dilation)
     if algorithm == "shift" and geometry[0] != (1, 1):
         raise ValueError(f"conv2d: algorithm='shift' needs stride 1, got stride {geometry[0]}")
+    if algorithm == "winograd":
+        stride, dilation, pads, _ = geometry
+        kernel = tuple(weight.shape[2:])
+        if (
+            kernel != (3, 3)
+            or stride != (1, 1)
+            or dilation != (1, 1)
+            or groups != 1
+            or not all(0 <= p <= 2 for side in pads for p in side)
+        ):
+            raise ValueError(
+                "conv2d: algorithm='winograd' needs a 3×3 kernel, stride 1, dilation 1, groups 1 and "
+                f"padding 0..2 on each side; got kernel {kernel[0]}×{kernel[1]}, stride {stride}, "
+                f"dilation {dilation}, groups {groups}, padding {pads}"
+            )
     dtype = result_dtype(x, weight, bias)
     xp = array_namespace(x, weight)
     x, weight = xp.astype(x, dtype, copy=False), xp.astype(weight, dtype, copy=False)
@@ -128,9 +145,9 @@ def conv2d_forward(
         padding: int, (ph, pw), ((top, bottom), (left, right)), 'same' or 'valid'.
         groups: input and output channels are split into this many groups.
         flip: rotate the kernel by 180° (true convolution).
-        algorithm: how the fast kernel builds its im2col (``'shift'``, ``'hwn'``, ``'gather'``
-            or None: by cost). Checked here as there, otherwise unused: the reference
-            always builds the im2col tap by tap.
+        algorithm: how the fast kernel computes it: an im2col layout (``'shift'``, ``'hwn'``,
+            ``'gather'``), ``'winograd'`` (3×3, stride 1) or None: by cost. Checked here as
+            there, otherwise unused: the reference always builds the im2col tap by tap.
 
     Output: [N, C_out, H_out, W_out], H_out = floor((H + P_t + P_b − d·(k_h−1) − 1)/s) + 1.
     """
