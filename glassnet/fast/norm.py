@@ -1,27 +1,30 @@
-"""Fast NumPy batch normalisation for [N, C, H, W]: fewer passes, no temporaries, split over threads.
+"""Fast batch normalisation for [N, C, H, W]: each pass one fused Numba loop, split over threads.
 
 The definition is :func:`glassnet.functional.norm.batch_norm_forward` and its backward.
 Same arguments, same checks (:func:`~glassnet.functional.norm.batch_norm_arguments`) and
 the same results to rounding. What changes is how many times the activations are read:
 
-* per-channel sums (Σx, Σ(x−μ)², Σg, Σg·x̂) are ``einsum`` contractions over the
-  [N, C, H·W] view, rows then float64 over N: one read, no temporary (NumPy's ``mean`` over axes (0, 2, 3) of an
-  NCHW array runs 3.5× slower, and ``mean(g * x̂)`` first writes the product out);
-* x̂ is made in place in the centred copy, and the output is x̂·γ + β in place;
+* training forward, three passes: row sums Σx (float64); x̂ = x − μ written while Σx̂²
+  (float64) is summed; x̂ scaled in place by 1/σ while y = x̂·γ + β is written;
 * the input gradient is folded into per-channel coefficients,
-  dx = g·a + x̂·b + c with a = γ/σ, b = −a·mean(g·x̂), c = −a·mean(g),
-  two passes instead of the reference's five, and Σg·x̂ is computed once (the reference
-  computes it for dγ and again for its mean);
-* in inference, y = x·a + b with per-channel a and b: two passes, nothing new kept.
+  dx = x̂·b + c + g·a with a = γ/σ, b = −a·mean(g·x̂), c = −a·mean(g): one pass sums Σg·x̂
+  and Σg (float64) together, one writes dx (the reference takes five);
+* in inference, y = x·a + b with per-channel a and b: one pass, nothing new kept.
 
-Large batches are cut into parts along N, one per worker thread. Every element and
-every row sum is computed by one thread the same way whatever the split, and the row sums
-are added up in one fixed order: results are bit-identical on any number of threads.
+Each row of L = H·W values is summed by one thread with eight float64 accumulators
+(in NumPy order, which LLVM vectorises; PyTorch also accumulates batch statistics in
+double on the CPU), then the N rows of a channel in float64 in one fixed order. Rows are
+shared out among the worker threads in whole images, so results are bit-identical on any
+number of threads. The loops are Numba kernels (``nogil``, compiled at the first batch
+norm and cached on disk); without Numba the fast pair declines and the reference runs.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -32,32 +35,155 @@ from ..functional.norm import batch_norm_arguments
 
 # Inputs with at least this many elements are split over the worker threads.
 PARALLEL_MIN = 2**20
+AVAILABLE = importlib.util.find_spec("numba") is not None
 
 
 def _split(n: int, size: int) -> int:
     return min(n, num_workers()) if size >= PARALLEL_MIN else 1
 
 
-def _channel_sums(a: np.ndarray, b: np.ndarray | None, parts: int) -> np.ndarray:
-    """Σ over N and L of a (or of a·b) per channel, for [N, C, L] arrays, in float64.
+def _row_sums(a, lo, hi, out):  # noqa: ANN001, ANN202
+    """out[n, c] = Σ_l a[n, c, l] in float64, for rows lo ≤ n < hi."""
+    _, cc, length = a.shape
+    body = length - length % 8
+    for n in range(lo, hi):
+        for c in range(cc):
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+            for i in range(0, body, 8):
+                s0 += a[n, c, i]
+                s1 += a[n, c, i + 1]
+                s2 += a[n, c, i + 2]
+                s3 += a[n, c, i + 3]
+                s4 += a[n, c, i + 4]
+                s5 += a[n, c, i + 5]
+                s6 += a[n, c, i + 6]
+                s7 += a[n, c, i + 7]
+            for i in range(body, length):
+                s0 += a[n, c, i]
+            out[n, c] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
-    Each row of L is summed in the array's dtype (rows are split among the workers, but
-    each row is summed whole by one of them), then all N rows in float64 (PyTorch
-    accumulates batch statistics in double on the CPU) in one fixed order: the result
-    does not depend on the number of threads, bit for bit.
-    """
-    n = a.shape[0]
-    rows = np.empty(a.shape[:2], dtype=a.dtype)
 
-    def work(k: int, p: int) -> None:
-        lo, hi = n * k // p, n * (k + 1) // p
-        if b is None:
-            np.einsum("ncl->nc", a[lo:hi], out=rows[lo:hi])
-        else:
-            np.einsum("ncl,ncl->nc", a[lo:hi], b[lo:hi], out=rows[lo:hi])
+def _centre(x, mean, lo, hi, h, out):  # noqa: ANN001, ANN202
+    """h = x − mean[c]; out[n, c] = Σ_l h² in float64."""
+    _, cc, length = x.shape
+    body = length - length % 8
+    for n in range(lo, hi):
+        for c in range(cc):
+            m = mean[c]
+            for i in range(length):
+                h[n, c, i] = x[n, c, i] - m
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+            for i in range(0, body, 8):
+                v0, v1 = np.float64(h[n, c, i]), np.float64(h[n, c, i + 1])
+                v2, v3 = np.float64(h[n, c, i + 2]), np.float64(h[n, c, i + 3])
+                v4, v5 = np.float64(h[n, c, i + 4]), np.float64(h[n, c, i + 5])
+                v6, v7 = np.float64(h[n, c, i + 6]), np.float64(h[n, c, i + 7])
+                s0 += v0 * v0
+                s1 += v1 * v1
+                s2 += v2 * v2
+                s3 += v3 * v3
+                s4 += v4 * v4
+                s5 += v5 * v5
+                s6 += v6 * v6
+                s7 += v7 * v7
+            for i in range(body, length):
+                v = np.float64(h[n, c, i])
+                s0 += v * v
+            out[n, c] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
-    parallel(work, parts)
-    return rows.sum(axis=0, dtype=np.float64)
+
+def _scale(h, s, w, b, lo, hi, out):  # noqa: ANN001, ANN202
+    """h *= s[c] in place; out = h·w[c] + b[c] (``out`` None-free: w = 1, b = 0 give x̂ itself)."""
+    _, cc, length = h.shape
+    for n in range(lo, hi):
+        for c in range(cc):
+            sc, wc, bc = s[c], w[c], b[c]
+            for i in range(length):
+                v = h[n, c, i] * sc
+                h[n, c, i] = v
+                out[n, c, i] = v * wc + bc
+
+
+def _scale_only(h, s, lo, hi):  # noqa: ANN001, ANN202
+    """h *= s[c] in place (no γ and no β: the output is x̂)."""
+    _, cc, length = h.shape
+    for n in range(lo, hi):
+        for c in range(cc):
+            sc = s[c]
+            for i in range(length):
+                h[n, c, i] = h[n, c, i] * sc
+
+
+def _affine(x, a, b, lo, hi, out):  # noqa: ANN001, ANN202
+    """out = x·a[c] + b[c] (inference)."""
+    _, cc, length = x.shape
+    for n in range(lo, hi):
+        for c in range(cc):
+            ac, bc = a[c], b[c]
+            for i in range(length):
+                out[n, c, i] = x[n, c, i] * ac + bc
+
+
+def _grad_sums(g, h, lo, hi, out_gh, out_g):  # noqa: ANN001, ANN202
+    """out_gh[n, c] = Σ_l g·h and out_g[n, c] = Σ_l g, both in float64, in one pass."""
+    _, cc, length = g.shape
+    body = length - length % 4
+    for n in range(lo, hi):
+        for c in range(cc):
+            s0 = s1 = s2 = s3 = 0.0
+            t0 = t1 = t2 = t3 = 0.0
+            for i in range(0, body, 4):
+                g0, g1 = np.float64(g[n, c, i]), np.float64(g[n, c, i + 1])
+                g2, g3 = np.float64(g[n, c, i + 2]), np.float64(g[n, c, i + 3])
+                s0 += g0 * h[n, c, i]
+                s1 += g1 * h[n, c, i + 1]
+                s2 += g2 * h[n, c, i + 2]
+                s3 += g3 * h[n, c, i + 3]
+                t0 += g0
+                t1 += g1
+                t2 += g2
+                t3 += g3
+            for i in range(body, length):
+                g0 = np.float64(g[n, c, i])
+                s0 += g0 * h[n, c, i]
+                t0 += g0
+            out_gh[n, c] = (s0 + s1) + (s2 + s3)
+            out_g[n, c] = (t0 + t1) + (t2 + t3)
+
+
+def _grad_input(g, h, a, b, k, lo, hi, dx):  # noqa: ANN001, ANN202
+    """dx = h·b[c] + k[c] + g·a[c] (training backward)."""
+    _, cc, length = g.shape
+    for n in range(lo, hi):
+        for c in range(cc):
+            ac, bc, kc = a[c], b[c], k[c]
+            for i in range(length):
+                dx[n, c, i] = (h[n, c, i] * bc + kc) + g[n, c, i] * ac
+
+
+def _scaled(g, a, lo, hi, dx):  # noqa: ANN001, ANN202
+    """dx = g·a[c] (inference backward)."""
+    _, cc, length = g.shape
+    for n in range(lo, hi):
+        for c in range(cc):
+            ac = a[c]
+            for i in range(length):
+                dx[n, c, i] = g[n, c, i] * ac
+
+
+@functools.cache
+def _kernels() -> SimpleNamespace:
+    """The loops above compiled by Numba (``nogil``, cached on disk), at the first batch norm."""
+    import numba
+
+    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+    names = ["row_sums", "centre", "scale", "scale_only", "affine", "grad_sums", "grad_input", "scaled"]
+    return SimpleNamespace(**{name: jit(globals()["_" + name]) for name in names})
+
+
+def _images(n: int, parts: int, fn: Any) -> None:
+    """fn(lo, hi) over images lo ≤ i < hi, the batch cut into ``parts`` pieces for the workers."""
+    parallel(lambda k, p: fn(n * k // p, n * (k + 1) // p), parts)
 
 
 def batch_norm_forward(
@@ -77,19 +203,16 @@ def batch_norm_forward(
     count = n * x3.shape[2]
     parts = _split(n, x.size)
     dtype = x.dtype
+    kernels = _kernels()
     if not training:
         return _inference(x, running_mean, running_var, weight, bias, eps, parts, axes, shape)
-    mean = (_channel_sums(x3, None, parts) / count).astype(dtype)
+    rows = np.empty((n, c))  # float64 row sums
+    _images(n, parts, lambda lo, hi: kernels.row_sums(x3, lo, hi, rows))
+    mean = (rows.sum(axis=0) / count).astype(dtype)
     xhat = np.empty_like(x)
     h3 = xhat.reshape(n, c, -1)
-    m3 = mean.reshape(1, c, 1)
-
-    def centre(k: int, p: int) -> None:
-        lo, hi = n * k // p, n * (k + 1) // p
-        np.subtract(x3[lo:hi], m3, out=h3[lo:hi])
-
-    parallel(centre, parts)
-    sum_sq = _channel_sums(h3, h3, parts)
+    _images(n, parts, lambda lo, hi: kernels.centre(x3, mean, lo, hi, h3, rows))
+    sum_sq = rows.sum(axis=0)
     var = (sum_sq / count).astype(dtype)
     if running_mean is not None:
         running_mean *= 1 - momentum
@@ -97,37 +220,25 @@ def batch_norm_forward(
     if running_var is not None:  # unbiased, blended in float64 and rounded once, as PyTorch does
         running_var[...] = momentum * (sum_sq / (count - 1)) + (1 - momentum) * running_var.astype(np.float64)
     inv_std = 1.0 / np.sqrt(var + eps)
-    w3 = None if weight is None else np.asarray(weight, dtype=dtype).reshape(1, c, 1)
-    b3 = None if bias is None else np.asarray(bias, dtype=dtype).reshape(1, c, 1)
-    out = np.empty_like(x) if (w3 is not None or b3 is not None) else None
-    o3 = None if out is None else out.reshape(n, c, -1)
-    s3 = inv_std.reshape(1, c, 1)
-
-    def scale(k: int, p: int) -> None:
-        lo, hi = n * k // p, n * (k + 1) // p
-        h = h3[lo:hi]
-        np.multiply(h, s3, out=h)
-        if o3 is None:
-            return
-        o = o3[lo:hi]
-        if w3 is not None:
-            np.multiply(h, w3, out=o)
-            if b3 is not None:
-                o += b3
-        else:
-            np.add(h, b3, out=o)
-
-    parallel(scale, parts)
+    if weight is None and bias is None:
+        _images(n, parts, lambda lo, hi: kernels.scale_only(h3, inv_std, lo, hi))
+        out = xhat
+    else:
+        w = np.ones(c, dtype) if weight is None else np.ascontiguousarray(weight, dtype=dtype)
+        b = np.zeros(c, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+        out = np.empty_like(x)
+        o3 = out.reshape(n, c, -1)
+        _images(n, parts, lambda lo, hi: kernels.scale(h3, inv_std, w, b, lo, hi, o3))
     ctx = Context(xhat=xhat, inv_std=inv_std, weight=weight, has_bias=bias is not None, training=training)
     ctx.update(axes=axes, shape=shape)
-    return (xhat if out is None else out), ctx
+    return out, ctx
 
 
 def _inference(
     x: np.ndarray, running_mean: Any, running_var: Any, weight: Any, bias: Any, eps: float, parts: int, *where: Any
 ) -> tuple[np.ndarray, Context]:
     """Inference: the statistics are constants, so y = x·a + b with per-channel a = γ/√(σ²+ε) and
-    b = β − μ·a (PyTorch's CPU kernel folds it the same way): two passes, and x̂ is not kept
+    b = β − μ·a (PyTorch's CPU kernel folds it the same way): one pass, and x̂ is not kept
     (the backward recomputes it when there is a γ)."""
     n, c = x.shape[:2]
     dtype = x.dtype
@@ -136,14 +247,9 @@ def _inference(
     a = inv_std if weight is None else inv_std * np.asarray(weight, dtype=dtype)
     b = -mean * a if bias is None else np.asarray(bias, dtype=dtype) - mean * a
     x3, out = x.reshape(n, c, -1), np.empty_like(x)
-    o3, a3, b3 = out.reshape(n, c, -1), a.reshape(1, c, 1), b.reshape(1, c, 1)
-
-    def work(k: int, p: int) -> None:
-        lo, hi = n * k // p, n * (k + 1) // p
-        np.multiply(x3[lo:hi], a3, out=o3[lo:hi])
-        o3[lo:hi] += b3
-
-    parallel(work, parts)
+    o3 = out.reshape(n, c, -1)
+    kernels = _kernels()
+    _images(n, parts, lambda lo, hi: kernels.affine(x3, a, b, lo, hi, o3))
     ctx = Context(xhat=None, x=x, mean=mean, inv_std=inv_std, weight=weight, has_bias=bias is not None, training=False)
     ctx.update(axes=where[0], shape=where[1])
     return out, ctx
@@ -166,42 +272,37 @@ def batch_norm_backward(grad: Any, ctx: Context) -> tuple[Any, ...]:
             ctx = Context(ctx, xhat=(ctx.x - ctx.mean.reshape(ctx.shape)) * ctx.inv_std.reshape(ctx.shape))
         return reference(grad, ctx)
     n, c = xhat.shape[:2]
+    dtype = xhat.dtype
     g3, h3 = grad.reshape(n, c, -1), xhat.reshape(n, c, -1)
     count = n * h3.shape[2]
     parts = _split(n, grad.size)
-    need_gx = ctx.weight is not None or ctx.training
-    need_g = ctx.has_bias or ctx.training
-    sum_gx = _channel_sums(g3, h3, parts).astype(xhat.dtype) if need_gx else None
-    sum_g = _channel_sums(g3, None, parts).astype(xhat.dtype) if need_g else None
-    scale = ctx.inv_std if ctx.weight is None else ctx.inv_std * np.asarray(ctx.weight, dtype=xhat.dtype)
-    a = scale.reshape(1, c, 1)
-    if ctx.training:
-        b = (-scale * (sum_gx / count)).reshape(1, c, 1)
-        cc = (-scale * (sum_g / count)).reshape(1, c, 1)
+    kernels = _kernels()
+    sum_gx = sum_g = None
+    if ctx.weight is not None or ctx.has_bias or ctx.training:
+        rows_gx, rows_g = np.empty((n, c)), np.empty((n, c))
+        _images(n, parts, lambda lo, hi: kernels.grad_sums(g3, h3, lo, hi, rows_gx, rows_g))
+        sum_gx, sum_g = rows_gx.sum(axis=0).astype(dtype), rows_g.sum(axis=0).astype(dtype)
+    scale = ctx.inv_std if ctx.weight is None else ctx.inv_std * np.asarray(ctx.weight, dtype=dtype)
+    a = np.ascontiguousarray(scale, dtype=dtype)
     dx = np.empty_like(grad)
     d3 = dx.reshape(n, c, -1)
-
-    def work(k: int, p: int) -> None:
-        lo, hi = n * k // p, n * (k + 1) // p
-        d = d3[lo:hi]
-        if not ctx.training:
-            np.multiply(g3[lo:hi], a, out=d)
-            return
-        np.multiply(h3[lo:hi], b, out=d)
-        d += cc
-        d += g3[lo:hi] * a
-
-    parallel(work, parts)
+    if ctx.training:
+        b = -a * (sum_gx / count)
+        k = -a * (sum_g / count)
+        _images(n, parts, lambda lo, hi: kernels.grad_input(g3, h3, a, b, k, lo, hi, d3))
+    else:
+        _images(n, parts, lambda lo, hi: kernels.scaled(g3, a, lo, hi, d3))
     dweight = sum_gx if ctx.weight is not None else None
     dbias = sum_g if ctx.has_bias else None
     return dx, None, None, dweight, dbias
 
 
 def supports(x: Any = None, *args: Any, **kwargs: Any) -> bool:
-    """4-D C-contiguous float32/float64 NumPy input; the rest (and every error) is the reference's."""
+    """4-D C-contiguous float32/float64 NumPy input, and Numba; the rest (and every error) is the reference's."""
     x = kwargs.get("x", x)
     return (
-        isinstance(x, np.ndarray)
+        AVAILABLE
+        and isinstance(x, np.ndarray)
         and x.ndim == 4
         and x.dtype in (np.float32, np.float64)
         and x.flags.c_contiguous
