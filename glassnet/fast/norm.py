@@ -127,28 +127,38 @@ def _affine(x, a, b, lo, hi, out):  # noqa: ANN001, ANN202
 def _grad_sums(g, h, lo, hi, out_gh, out_g):  # noqa: ANN001, ANN202
     """out_gh[n, c] = Σ_l g·h and out_g[n, c] = Σ_l g, both in float64, in one pass."""
     _, cc, length = g.shape
-    body = length - length % 4
+    body = length - length % 8
     for n in range(lo, hi):
         for c in range(cc):
-            s0 = s1 = s2 = s3 = 0.0
-            t0 = t1 = t2 = t3 = 0.0
-            for i in range(0, body, 4):
+            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+            t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = 0.0
+            for i in range(0, body, 8):
                 g0, g1 = np.float64(g[n, c, i]), np.float64(g[n, c, i + 1])
                 g2, g3 = np.float64(g[n, c, i + 2]), np.float64(g[n, c, i + 3])
+                g4, g5 = np.float64(g[n, c, i + 4]), np.float64(g[n, c, i + 5])
+                g6, g7 = np.float64(g[n, c, i + 6]), np.float64(g[n, c, i + 7])
                 s0 += g0 * h[n, c, i]
                 s1 += g1 * h[n, c, i + 1]
                 s2 += g2 * h[n, c, i + 2]
                 s3 += g3 * h[n, c, i + 3]
+                s4 += g4 * h[n, c, i + 4]
+                s5 += g5 * h[n, c, i + 5]
+                s6 += g6 * h[n, c, i + 6]
+                s7 += g7 * h[n, c, i + 7]
                 t0 += g0
                 t1 += g1
                 t2 += g2
                 t3 += g3
+                t4 += g4
+                t5 += g5
+                t6 += g6
+                t7 += g7
             for i in range(body, length):
                 g0 = np.float64(g[n, c, i])
                 s0 += g0 * h[n, c, i]
                 t0 += g0
-            out_gh[n, c] = (s0 + s1) + (s2 + s3)
-            out_g[n, c] = (t0 + t1) + (t2 + t3)
+            out_gh[n, c] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+            out_g[n, c] = ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))
 
 
 def _grad_input(g, h, a, b, k, lo, hi, dx):  # noqa: ANN001, ANN202
