@@ -64,124 +64,142 @@ def _kernels() -> SimpleNamespace:
     return SimpleNamespace(input_tiles=jit(_input_tiles), output_tiles=jit(_output_tiles), grad_tiles=jit(_grad_tiles))
 
 
-# The kernels index every array directly, the innermost axis by the loop variable itself, and
-# each loop writes one or two arrays: that is what lets LLVM vectorise them. Taking row views
-# (``a[i]``) inside the loops instead costs two atomic reference counts each and made these
-# kernels 8× slower; an offset innermost index, or many output streams in one loop, leave
-# them scalar. An index that may be negative (``q + pl``) makes Numba test it for wrapping
-# around, which also stops vectorisation: such indices are cast to unsigned (4× faster copy).
+# Layout: a plane's tiles are stored row after row, each tile row tw + 1 long: the last
+# tile of a row is a spare, kept at zero. With that, tile p = i·(tw+1) + j starts at
+# column 2p of the padded rows (which are 2(tw+1) wide), so every loop below runs over a
+# whole plane with an affine index: long loops that LLVM vectorises. Per tile row they
+# were 4..16 long and ran at a third of the speed on 8×8 planes. The spares cost
+# 1/tw more columns in the matrix products (6% at 32×32, 25% at 8×8).
+#
+# The kernels index arrays directly, the innermost axis by the loop variable (a row view
+# ``a[i]`` taken inside a loop costs two atomic reference counts: 8× slower), and one or
+# two arrays are written per loop. An index that may be negative makes Numba test it for
+# wrapping around, which stops vectorisation, so computed offsets are cast to unsigned.
 
 
-def _input_tiles(x, n0, n1, pt, pl, v, pad, ue, uo):  # noqa: ANN001, ANN202
-    """v[e, c, (n−n0)·th + i, j] = (Bᵀ d B)[e] for the 4×4 patch d at rows 2i−pt.., cols 2j−pl..
+def _input_tiles(x, n0, n1, th, pt, pl, v, ev, od, ue, uo):  # noqa: ANN001, ANN202
+    """v[e, c, n − n0, i·(tw+1) + j] = (Bᵀ d B)[e] of the 4×4 patch d at rows 2i−pt.., cols 2j−pl..
 
-    ``pad``: a zeroed [2th+2, 2tw+2] scratch whose border stays zero; ``ue``/``uo``: [4, tw+1].
+    Scratch: ``ev``/``od`` [(th+2)·2(tw+1)], zeroed (their borders stay zero): the padded
+    plane's even and odd rows; ``ue``/``uo`` [4, th·(tw+1) + 1].
     """
     _, c_count, h, w = x.shape
-    hp, wp = pad.shape
-    th, tw = (hp - 2) // 2, (wp - 2) // 2
+    tw1 = v.shape[3] // th
+    wp, plane = 2 * tw1, th * tw1
     for n in range(n0, n1):
         for c in range(c_count):
             for r in range(h):
-                for q in range(w):
-                    pad[r + pt, np.uint64(q + pl)] = x[n, c, r, q]
-            for i in range(th):
-                # Bᵀ down the 4 rows 2i .. 2i+3, split into even and odd columns
-                r = 2 * i
-                for j in range(tw + 1):
-                    ue[0, j] = pad[r, 2 * j] - pad[r + 2, 2 * j]
-                    uo[0, j] = pad[r, 2 * j + 1] - pad[r + 2, 2 * j + 1]
-                for j in range(tw + 1):
-                    ue[1, j] = pad[r + 1, 2 * j] + pad[r + 2, 2 * j]
-                    uo[1, j] = pad[r + 1, 2 * j + 1] + pad[r + 2, 2 * j + 1]
-                for j in range(tw + 1):
-                    ue[2, j] = pad[r + 2, 2 * j] - pad[r + 1, 2 * j]
-                    uo[2, j] = pad[r + 2, 2 * j + 1] - pad[r + 1, 2 * j + 1]
-                for j in range(tw + 1):
-                    ue[3, j] = pad[r + 1, 2 * j] - pad[r + 3, 2 * j]
-                    uo[3, j] = pad[r + 1, 2 * j + 1] - pad[r + 3, 2 * j + 1]
-                # B across: columns 2j, 2j+1, 2j+2, 2j+3 are ue[j], uo[j], ue[j+1], uo[j+1]
-                row = (n - n0) * th + i
-                for a in range(4):
-                    for j in range(tw):
-                        v[4 * a, c, row, j] = ue[a, j] - ue[a, j + 1]
-                    for j in range(tw):
-                        v[4 * a + 1, c, row, j] = uo[a, j] + ue[a, j + 1]
-                    for j in range(tw):
-                        v[4 * a + 2, c, row, j] = ue[a, j + 1] - uo[a, j]
-                    for j in range(tw):
-                        v[4 * a + 3, c, row, j] = uo[a, j] - uo[a, j + 1]
+                base = ((r + pt) // 2) * wp + pl
+                if (r + pt) % 2 == 0:
+                    for q in range(w):
+                        ev[np.uint64(base + q)] = x[n, c, r, q]
+                else:
+                    for q in range(w):
+                        od[np.uint64(base + q)] = x[n, c, r, q]
+            # Bᵀ down the rows 2i, 2i+1, 2i+2, 2i+3 (= ev[i], od[i], ev[i+1], od[i+1]), into the
+            # even columns (ue) and the odd ones (uo): tile p's columns are ue[p], uo[p], ue[p+1], uo[p+1]
+            for p in range(plane + 1):
+                ue[0, p] = ev[2 * p] - ev[np.uint64(2 * p + wp)]
+                uo[0, p] = ev[2 * p + 1] - ev[np.uint64(2 * p + 1 + wp)]
+            for p in range(plane + 1):
+                ue[1, p] = od[2 * p] + ev[np.uint64(2 * p + wp)]
+                uo[1, p] = od[2 * p + 1] + ev[np.uint64(2 * p + 1 + wp)]
+            for p in range(plane + 1):
+                ue[2, p] = ev[np.uint64(2 * p + wp)] - od[2 * p]
+                uo[2, p] = ev[np.uint64(2 * p + 1 + wp)] - od[2 * p + 1]
+            for p in range(plane + 1):
+                ue[3, p] = od[2 * p] - od[np.uint64(2 * p + wp)]
+                uo[3, p] = od[2 * p + 1] - od[np.uint64(2 * p + 1 + wp)]
+            # B across
+            for a in range(4):
+                for p in range(plane):
+                    v[4 * a, c, n - n0, p] = ue[a, p] - ue[a, p + 1]
+                for p in range(plane):
+                    v[4 * a + 1, c, n - n0, p] = uo[a, p] + ue[a, p + 1]
+                for p in range(plane):
+                    v[4 * a + 2, c, n - n0, p] = ue[a, p + 1] - uo[a, p]
+                for p in range(plane):
+                    v[4 * a + 3, c, n - n0, p] = uo[a, p] - uo[a, p + 1]
+            for e in range(16):
+                for i in range(th):
+                    v[e, c, n - n0, i * tw1 + tw1 - 1] = 0.0  # the spare tiles
 
 
-def _output_tiles(m, n0, n1, out, bias, s, y):  # noqa: ANN001, ANN202
-    """out[n, k, 2i+a, 2j+b] = (Aᵀ m A)[a, b] + bias[k] for the tiles m[:, k, (n−n0)·th + i, j].
+def _output_tiles(m, n0, n1, th, out, bias, s, ye, yo):  # noqa: ANN001, ANN202
+    """out[n, k, 2i+a, 2j+b] = (Aᵀ m A)[a, b] + bias[k] for the tiles m[:, k, n − n0, i·(tw+1) + j].
 
-    ``s``: scratch [8, tw]; ``y``: scratch [2, 2tw].
+    Scratch: ``s`` [8, th·(tw+1)]; ``ye``/``yo`` [2, th·(tw+1)].
     """
     _, k_count, ho, wo = out.shape
-    tw = m.shape[3]
-    th = (ho + 1) // 2
+    plane = s.shape[1]
+    tw1 = plane // th
     for n in range(n0, n1):
         for k in range(k_count):
             bk = bias[k]
+            # Aᵀ down each tile column b: s[b] (output row 0) and s[4 + b] (output row 1)
+            for b in range(4):
+                for p in range(plane):
+                    s[b, p] = m[b, k, n - n0, p] + m[4 + b, k, n - n0, p] + m[8 + b, k, n - n0, p]
+                for p in range(plane):
+                    s[4 + b, p] = m[4 + b, k, n - n0, p] - m[8 + b, k, n - n0, p] - m[12 + b, k, n - n0, p]
+            # A across: output columns 2j (ye) and 2j+1 (yo)
+            for a in range(2):
+                for p in range(plane):
+                    ye[a, p] = s[4 * a, p] + s[4 * a + 1, p] + s[4 * a + 2, p] + bk
+                for p in range(plane):
+                    yo[a, p] = s[4 * a + 1, p] - s[4 * a + 2, p] - s[4 * a + 3, p] + bk
             for i in range(th):
-                row = (n - n0) * th + i
-                # Aᵀ down the 4 rows of each tile column b: s[b] (output row 0), s[4 + b] (row 1)
-                for b in range(4):
-                    for j in range(tw):
-                        s[b, j] = m[b, k, row, j] + m[4 + b, k, row, j] + m[8 + b, k, row, j]
-                    for j in range(tw):
-                        s[4 + b, j] = m[4 + b, k, row, j] - m[8 + b, k, row, j] - m[12 + b, k, row, j]
-                # A across, into the two output rows, columns interleaved
-                for a in range(2):
-                    for j in range(tw):
-                        y[a, 2 * j] = s[4 * a, j] + s[4 * a + 1, j] + s[4 * a + 2, j] + bk
-                        y[a, 2 * j + 1] = s[4 * a + 1, j] - s[4 * a + 2, j] - s[4 * a + 3, j] + bk
+                src = i * tw1
                 for a in range(min(2, ho - 2 * i)):
-                    for q in range(wo):
-                        out[n, k, 2 * i + a, q] = y[a, q]
+                    for j in range(wo // 2):
+                        out[n, k, 2 * i + a, 2 * j] = ye[a, np.uint64(src + j)]
+                        out[n, k, 2 * i + a, 2 * j + 1] = yo[a, np.uint64(src + j)]
+                    if wo % 2:
+                        out[n, k, 2 * i + a, wo - 1] = ye[a, np.uint64(src + wo // 2)]
 
 
-def _grad_tiles(g, n0, n1, dm, pad, we, wo_):  # noqa: ANN001, ANN202
-    """dm[e, k, (n−n0)·th + i, j] = (A dY Aᵀ)[e] for the 2×2 tile of g at rows 2i.., cols 2j...
+def _grad_tiles(g, n0, n1, th, dm, ge, go, we, wo):  # noqa: ANN001, ANN202
+    """dm[e, k, n − n0, i·(tw+1) + j] = (A dY Aᵀ)[e] of dY's 2×2 tile at rows 2i.., cols 2j..
 
-    ``pad``: a zeroed [2th, 2tw] scratch (an odd last row or column stays zero);
-    ``we``/``wo_``: [4, tw].
+    Scratch: ``ge``/``go`` [th·2(tw+1)], zeroed: dY's even and odd rows (an odd last row or
+    column, and the spare tiles, stay zero); ``we``/``wo`` [4, th·(tw+1)].
     """
-    _, k_count, ho, wo = g.shape
-    hp, wp = pad.shape
-    th, tw = hp // 2, wp // 2
+    _, k_count, ho, w_out = g.shape
+    tw1 = dm.shape[3] // th
+    wp, plane = 2 * tw1, th * tw1
     for n in range(n0, n1):
         for k in range(k_count):
             for r in range(ho):
-                for q in range(wo):
-                    pad[r, q] = g[n, k, r, q]
-            for i in range(th):
-                # A down the 2 rows: g0, g0 + g1, g0 − g1, −g1, split into even and odd columns
-                r = 2 * i
-                for j in range(tw):
-                    we[0, j] = pad[r, 2 * j]
-                    wo_[0, j] = pad[r, 2 * j + 1]
-                for j in range(tw):
-                    we[1, j] = pad[r, 2 * j] + pad[r + 1, 2 * j]
-                    wo_[1, j] = pad[r, 2 * j + 1] + pad[r + 1, 2 * j + 1]
-                for j in range(tw):
-                    we[2, j] = pad[r, 2 * j] - pad[r + 1, 2 * j]
-                    wo_[2, j] = pad[r, 2 * j + 1] - pad[r + 1, 2 * j + 1]
-                for j in range(tw):
-                    we[3, j] = -pad[r + 1, 2 * j]
-                    wo_[3, j] = -pad[r + 1, 2 * j + 1]
-                # A across: e, e + o, e − o, −o
-                row = (n - n0) * th + i
-                for a in range(4):
-                    for j in range(tw):
-                        dm[4 * a, k, row, j] = we[a, j]
-                    for j in range(tw):
-                        dm[4 * a + 1, k, row, j] = we[a, j] + wo_[a, j]
-                    for j in range(tw):
-                        dm[4 * a + 2, k, row, j] = we[a, j] - wo_[a, j]
-                    for j in range(tw):
-                        dm[4 * a + 3, k, row, j] = -wo_[a, j]
+                base = (r // 2) * wp
+                if r % 2 == 0:
+                    for q in range(w_out):
+                        ge[np.uint64(base + q)] = g[n, k, r, q]
+                else:
+                    for q in range(w_out):
+                        go[np.uint64(base + q)] = g[n, k, r, q]
+            # A down the rows 2i, 2i+1 (g0, g0 + g1, g0 − g1, −g1), into even and odd columns
+            for p in range(plane):
+                we[0, p] = ge[2 * p]
+                wo[0, p] = ge[2 * p + 1]
+            for p in range(plane):
+                we[1, p] = ge[2 * p] + go[2 * p]
+                wo[1, p] = ge[2 * p + 1] + go[2 * p + 1]
+            for p in range(plane):
+                we[2, p] = ge[2 * p] - go[2 * p]
+                wo[2, p] = ge[2 * p + 1] - go[2 * p + 1]
+            for p in range(plane):
+                we[3, p] = -go[2 * p]
+                wo[3, p] = -go[2 * p + 1]
+            # A across: e, e + o, e − o, −o
+            for a in range(4):
+                for p in range(plane):
+                    dm[4 * a, k, n - n0, p] = we[a, p]
+                for p in range(plane):
+                    dm[4 * a + 1, k, n - n0, p] = we[a, p] + wo[a, p]
+                for p in range(plane):
+                    dm[4 * a + 2, k, n - n0, p] = we[a, p] - wo[a, p]
+                for p in range(plane):
+                    dm[4 * a + 3, k, n - n0, p] = -wo[a, p]
 
 
 def applies(kernel: Any, stride: Any, dilation: Any, groups: int, pads: Any) -> bool:
@@ -213,10 +231,11 @@ def _image_blocks(n: int, channels: int, tiles: int, itemsize: int) -> list[tupl
     return [(a, min(n, a + step)) for a in range(0, n, step)]
 
 
-def _tile_buffer(channels: int, images: int, th: int, tw: int, dtype: Any) -> np.ndarray:
-    # One spare tile row keeps the 16 planes and the channel rows from lying a power of two
-    # apart (which made them evict each other from cache: 1.6× slower products).
-    return np.empty((16, channels, images * th + 1, tw), dtype=dtype)
+def _tile_buffer(channels: int, images: int, plane: int, dtype: Any) -> np.ndarray:
+    """[16, channels, images + 1, plane]: one spare image keeps the 16 planes and the channel
+    rows from lying a power of two apart (they evicted each other from cache: 1.6× slower
+    products)."""
+    return np.empty((16, channels, images + 1, plane), dtype=dtype)
 
 
 def conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads: Any, parts: int) -> np.ndarray:
@@ -234,24 +253,26 @@ def conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads: An
     u = kernel_transform(weight.astype(dtype, copy=False))
     b = np.zeros(k, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     out = np.empty((n, k, ho, wo), dtype=dtype)
-    blocks = _image_blocks(n, max(c, k), th * tw, dtype.itemsize)
+    blocks = _image_blocks(n, max(c, k), th * (tw + 1), dtype.itemsize)
     kernels = _kernels()
+
+    plane = th * (tw + 1)
 
     def work(part: int, count: int) -> None:
         mine = blocks[part::count]
         if not mine:
             return
         most = max(b1 - b0 for b0, b1 in mine)
-        v4, m4 = _tile_buffer(c, most, th, tw, dtype), _tile_buffer(k, most, th, tw, dtype)
+        v4, m4 = _tile_buffer(c, most, plane, dtype), _tile_buffer(k, most, plane, dtype)
         v, m = v4.reshape(16, c, -1), m4.reshape(16, k, -1)
-        pad = np.zeros((2 * th + 2, 2 * tw + 2), dtype)
-        ue, uo = np.empty((4, tw + 1), dtype), np.empty((4, tw + 1), dtype)
-        s, y = np.empty((8, tw), dtype), np.empty((2, 2 * tw), dtype)
+        ev, od = np.zeros((th + 2) * 2 * (tw + 1), dtype), np.zeros((th + 2) * 2 * (tw + 1), dtype)
+        ue, uo = np.empty((4, plane + 1), dtype), np.empty((4, plane + 1), dtype)
+        s, ye, yo = np.empty((8, plane), dtype), np.empty((2, plane), dtype), np.empty((2, plane), dtype)
         for n0, n1 in mine:
-            t = (n1 - n0) * th * tw
-            kernels.input_tiles(x, n0, n1, pt, pl, v4, pad, ue, uo)
+            t = (n1 - n0) * plane
+            kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
             np.matmul(u, v[:, :, :t], out=m[:, :, :t])
-            kernels.output_tiles(m4, n0, n1, out, b, s, y)
+            kernels.output_tiles(m4, n0, n1, th, out, b, s, ye, yo)
 
     parallel(work, min(parts, len(blocks)))
     return out
@@ -275,26 +296,28 @@ def conv3x3_weight_grad(x: np.ndarray, grad: np.ndarray, pads: Any, parts: int) 
     (pt, _), (pl, _) = pads
     th, tw = (ho + 1) // 2, (wo + 1) // 2
     dtype = x.dtype
-    blocks = _image_blocks(n, max(c, k), th * tw, dtype.itemsize)
+    blocks = _image_blocks(n, max(c, k), th * (tw + 1), dtype.itemsize)
     partial = np.empty((len(blocks), 16, k, c), dtype=dtype)
     kernels = _kernels()
+
+    plane = th * (tw + 1)
 
     def work(part: int, count: int) -> None:
         mine = range(part, len(blocks), count)
         if not mine:
             return
         most = max(blocks[i][1] - blocks[i][0] for i in mine)
-        v4, d4 = _tile_buffer(c, most, th, tw, dtype), _tile_buffer(k, most, th, tw, dtype)
+        v4, d4 = _tile_buffer(c, most, plane, dtype), _tile_buffer(k, most, plane, dtype)
         v, d = v4.reshape(16, c, -1), d4.reshape(16, k, -1)
-        pad = np.zeros((2 * th + 2, 2 * tw + 2), dtype)
-        gpad = np.zeros((2 * th, 2 * tw), dtype)
-        ue, uo = np.empty((4, tw + 1), dtype), np.empty((4, tw + 1), dtype)
-        we, wo_ = np.empty((4, tw), dtype), np.empty((4, tw), dtype)
+        ev, od = np.zeros((th + 2) * 2 * (tw + 1), dtype), np.zeros((th + 2) * 2 * (tw + 1), dtype)
+        ue, uo = np.empty((4, plane + 1), dtype), np.empty((4, plane + 1), dtype)
+        ge, go = np.zeros(th * 2 * (tw + 1), dtype), np.zeros(th * 2 * (tw + 1), dtype)
+        we, wo_ = np.empty((4, plane), dtype), np.empty((4, plane), dtype)
         for i in mine:
             n0, n1 = blocks[i]
-            t = (n1 - n0) * th * tw
-            kernels.input_tiles(x, n0, n1, pt, pl, v4, pad, ue, uo)
-            kernels.grad_tiles(grad, n0, n1, d4, gpad, we, wo_)
+            t = (n1 - n0) * plane
+            kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
+            kernels.grad_tiles(grad, n0, n1, th, d4, ge, go, we, wo_)
             np.matmul(d[:, :, :t], v[:, :, :t].transpose(0, 2, 1), out=partial[i])
 
     parallel(work, min(parts, len(blocks)))
