@@ -395,9 +395,15 @@ def conv2d_backward(
         dx = None
         if need_dx:
             dcols = _matmul_columns(w_mat.transpose(0, 2, 1), g2, ctx.parts).reshape(c, t_count, n, ho, wo)
-            dxp = np.zeros((c, n, hp, wp), dtype=ctx.dtype)
-            for t, sl in taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)):
-                dxp[:, :, sl[0], sl[1]] += dcols[:, t]
+            dxp = np.empty((c, n, hp, wp), dtype=ctx.dtype)
+            tap_list = list(taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)))
+
+            def col2im(c0: int, c1: int) -> None:  # each channel's taps added in tap order, by one worker
+                dxp[c0:c1] = 0
+                for t, sl in tap_list:
+                    dxp[c0:c1, :, sl[0], sl[1]] += dcols[c0:c1, t]
+
+            _by_channel(col2im, c, ctx.parts)
             dx = _contiguous(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3), ctx.parts)
     dw = dw.reshape(f, cg, kh, kw)
     if ctx.flip:
