@@ -67,8 +67,10 @@ def test_training_gives_bit_identical_weights_on_1_and_2_threads(model: str) -> 
     ("op", "args", "kwargs"),
     [
         ("conv2d", [(7, 6, 14, 14), (16, 6, 5, 5), (16,)], {}),  # 'hwn', small: one part
-        ("conv2d", [(64, 16, 32, 32), (16, 16, 3, 3), None], {"padding": 1}),  # 'shift', in blocks
-        ("conv2d", [(64, 64, 8, 8), (64, 64, 3, 3), None], {"padding": 1}),  # 'hwn', in chunks
+        ("conv2d", [(64, 16, 32, 32), (16, 16, 3, 3), None], {"padding": 1, "algorithm": "shift"}),  # in blocks
+        ("conv2d", [(64, 64, 8, 8), (64, 64, 3, 3), None], {"padding": 1, "algorithm": "hwn"}),  # in chunks
+        ("conv2d", [(64, 16, 32, 32), (16, 16, 3, 3), (16,)], {"padding": 1}),  # 'winograd', 22 image blocks
+        ("conv2d", [(61, 64, 8, 8), (64, 64, 3, 3), None], {"padding": 1}),  # 'winograd', 6 blocks, one short
         ("conv2d", [(64, 16, 32, 32), (32, 16, 3, 3), None], {"padding": 1, "stride": 2}),  # 'gather'
         ("linear", [(64, 400), (120, 400), (120,)], {}),
         ("batch_norm", [(64, 16, 32, 32), (16,), (16,), (16,), (16,)], {}),
@@ -90,6 +92,8 @@ def test_each_kernel_is_bit_identical_on_1_2_and_3_workers(
         copies = [None if a is None else a.copy() for a in arrays]  # batch_norm updates running stats
         out, ctx = fn.forward(*copies, **kwargs)
         assert ctx.backend == "fast" or op == "linear"
+        if op == "conv2d":
+            assert ctx.path == kwargs.get("algorithm", ctx.path)
         ctx["needs_input_grad"] = (True,) * len(arrays)
         grads = fn.backward(np.random.default_rng(1).standard_normal(out.shape).astype(np.float32), ctx)
         results.append([out, *(g for g in grads if g is not None), *(c for c in copies if c is not None)])
