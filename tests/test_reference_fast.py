@@ -143,6 +143,7 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_conv, "SHIFT_BLOCK_BYTES", 1)
     monkeypatch.setattr(fast_conv, "SHIFT_MIN_BLOCK", 7)
     monkeypatch.setattr(fast_conv, "WINOGRAD_MIN", 0)
+    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_POSITIONS", 0)
     monkeypatch.setattr(fast_winograd, "BLOCK_BYTES", 1)
     monkeypatch.setattr(fast_pool, "POOL_PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_activation, "PARALLEL_MIN", 0)

@@ -24,7 +24,7 @@ automatic choice is by cost, the results agree to rounding and the tests run eve
 
 3×3 stride-1 kernels (18 of ResNet-20's 21 convolutions) skip the im2col altogether:
 ``'winograd'`` (:mod:`.winograd`) computes them with 2.25× fewer multiplications, and is the
-automatic choice once a layer has WINOGRAD_MIN multiply-adds.
+automatic choice for layers with WINOGRAD_MIN multiply-adds and WINOGRAD_MIN_POSITIONS outputs.
 
 Backward reuses the same layout: ``dW = cols @ dOutᵀ`` and dx, the transposed
 convolution of dOut, either as ``Wᵀ @ (im2col of dOut)`` or as ``dcols = Wᵀ @ dOut``
@@ -64,11 +64,16 @@ PARALLEL_MIN = 2**21
 # Measured single-threaded (SkylakeX kernels), fwd+bwd: N128 C32 16² → F64 stride 2
 # (2^20 elements) 19.2 ms hwn, 13.1 gather; N128 C64 8² (2^19) 19.0 hwn, 24.1 gather.
 HWN_MAX_INPUT = 2**19
-# Winograd F(2×2, 3×3) is chosen (when it applies) from this many multiply-adds a forward.
-# Measured single-threaded, forward + backward: N128 3×3 p1 layers of ResNet-20, C16 32² 18.5 ms
-# against 24.2 (shift), C32 16² 13.4 against 18.8, C64 8² 14.8 against 18.1; N1 C16 32² (2.4 M
-# multiply-adds) …
+# Winograd F(2×2, 3×3) is chosen (where it applies) from this many multiply-adds a forward and
+# this many output positions N·H_out·W_out: its fixed costs (kernel transforms, one weight-
+# gradient partial per image block) grow with C·K, its savings with C·K·positions. Measured
+# single-threaded, forward + backward, with freed memory kept (as the CLI runs): N1 C16 32²
+# 0.29 ms against 0.30 (shift), N8 C16 32² 1.05 against 1.53, N16 C3 32² 1.09 against 1.49;
+# but N4 C64 8² (256 positions) 1.11 against 0.74 and N1 C32 16² 0.35 against 0.28. ResNet-20
+# at batch 128, forward + backward per layer: C16 32² 11.7 ms against 23.6 (shift), C64 8² 11.4
+# against 18.8 (hwn).
 WINOGRAD_MIN = 2**21
+WINOGRAD_MIN_POSITIONS = 2048
 
 
 def _blocks(images: int, stride: int, first: int, count: int, k: int, itemsize: int) -> list[tuple[int, int]]:
@@ -209,7 +214,12 @@ def conv2d_forward(
     m = n * hp * wp
     t_count = kh * kw
     macs = c * t_count * f // groups * n * ho * wo
-    if algorithm is None and macs >= WINOGRAD_MIN and winograd.applies((kh, kw), stride, dilation, groups, pads):
+    if (
+        algorithm is None
+        and macs >= WINOGRAD_MIN
+        and n * ho * wo >= WINOGRAD_MIN_POSITIONS
+        and winograd.applies((kh, kw), stride, dilation, groups, pads)
+    ):
         algorithm = "winograd"
     if algorithm is None:
         # the shift path's rows are W + max(P_l, P_r) wide when the narrower padding fits (below)
