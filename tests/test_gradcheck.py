@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 import glassnet
 from glassnet import functional as F
 from glassnet import nn
+from glassnet.fast import winograd as fast_winograd
+from glassnet.functional.conv import conv2d_geometry
 from glassnet.models import lenet5
 
 # Every test here runs on both backends: the fast kernels and the readable reference.
@@ -106,21 +108,31 @@ def test_conv2d(case: str, backend: str) -> None:
     bias = rng.standard_normal(w_shape[0]) if opts.pop("bias", True) else None
     stride1 = opts.get("stride", 1) in (1, (1, 1))
     algorithms = (("shift", "gather", "hwn") if stride1 else ("gather", "hwn")) if backend == "fast" else (None,)
-    for algorithm in algorithms:  # the fast kernel's im2col layouts; the reference has one
+    if backend == "fast" and _winograd_applies(x_shape, w_shape, opts):
+        algorithms += ("winograd",)
+    for algorithm in algorithms:  # the fast kernel's algorithms; the reference has one
         check_op(F.conv2d, x, w, bias, expect=2 if bias is None else 3, algorithm=algorithm, **opts)
 
 
+def _winograd_applies(x_shape: tuple[int, ...], w_shape: tuple[int, ...], opts: dict[str, Any]) -> bool:
+    g = {k: opts.get(k, d) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1))}
+    stride, dilation, pads, _ = conv2d_geometry(x_shape, w_shape, g["stride"], g["padding"], g["dilation"])
+    return fast_winograd.applies(w_shape[2:], stride, dilation, opts.get("groups", 1), pads)
+
+
 @pytest.mark.fast_only
-def test_conv2d_cases_cover_both_code_paths() -> None:
+def test_conv2d_cases_cover_every_code_path() -> None:
     paths = set()
     for x_shape, w_shape, opts in CONV_CASES.values():
         opts = {k: v for k, v in opts.items() if k != "bias"}
-        for algorithm in (None, "shift", "gather", "hwn"):
+        for algorithm in (None, "shift", "gather", "hwn", "winograd"):
             if algorithm == "shift" and opts.get("stride", 1) not in (1, (1, 1)):
+                continue
+            if algorithm == "winograd" and not _winograd_applies(x_shape, w_shape, opts):
                 continue
             _, ctx = F.conv2d.forward(np.zeros(x_shape), np.zeros(w_shape), None, algorithm=algorithm, **opts)
             paths.add(ctx.path)
-    assert paths == {"shift", "gather", "hwn"}
+    assert paths == {"shift", "gather", "hwn", "winograd"}
 
 
 @pytest.mark.fast_only

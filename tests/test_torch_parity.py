@@ -337,10 +337,19 @@ def conv_cases(draw: Any) -> tuple[dict, dict, int]:
     return inputs, opts, seed
 
 
-def _algorithms(opts: dict) -> list[str]:
-    """Every im2col algorithm that applies ('shift' needs stride 1)."""
+def _algorithms(opts: dict, inputs: dict | None = None) -> list[str]:
+    """Every fast algorithm that applies ('shift' needs stride 1; 'winograd' 3×3, stride 1, no dilation)."""
     stride = opts.get("stride", 1)
-    return ["shift", "gather", "hwn"] if stride in (1, (1, 1)) else ["gather", "hwn"]
+    names = ["shift", "gather", "hwn"] if stride in (1, (1, 1)) else ["gather", "hwn"]
+    if inputs is not None:
+        from glassnet.fast import winograd
+        from glassnet.functional.conv import conv2d_geometry
+
+        x, w = inputs["x"], inputs["weight"]
+        geometry = conv2d_geometry(x.shape, w.shape, stride, opts.get("padding", 0), opts.get("dilation", 1))
+        if winograd.applies(w.shape[2:], geometry[0], geometry[1], opts.get("groups", 1), geometry[2]):
+            names.append("winograd")
+    return names
 
 
 def test_conv2d_matches_torch(torch: Any, backend: str) -> None:
@@ -349,7 +358,7 @@ def test_conv2d_matches_torch(torch: Any, backend: str) -> None:
     def check(case: Any) -> None:
         inputs, opts, seed = case
         _, ctx = compare("conv2d", inputs, opts, normal_grad(seed + 1, inputs["x"].dtype))
-        for algorithm in _algorithms(opts) if backend == "fast" else []:  # and each fast algorithm explicitly
+        for algorithm in _algorithms(opts, inputs) if backend == "fast" else []:  # and each fast algorithm explicitly
             _, ctx = compare(
                 "conv2d", inputs, {**opts, "algorithm": algorithm}, normal_grad(seed + 1, inputs["x"].dtype)
             )
@@ -357,7 +366,36 @@ def test_conv2d_matches_torch(torch: Any, backend: str) -> None:
 
     run_matrix(conv_cases(), check, factor=3)
     if backend == "fast":
-        assert paths == {"shift", "gather", "hwn"}, f"the conv matrix only reached the {paths} path(s)"
+        assert paths >= {"shift", "gather", "hwn"}, f"the conv matrix only reached the {paths} path(s)"
+
+
+@st.composite
+def winograd_cases(draw: Any) -> tuple[dict, dict, int]:
+    """3×3 stride-1 convolutions (Winograd's): padding 0..2 per side, odd and even sizes."""
+    dtype = draw(DTYPES)
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    h = draw(st.integers(max(1, 3 - sum(pads[0])), 9))
+    w = draw(st.integers(max(1, 3 - sum(pads[1])), 9))
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    c, f = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    inputs = {
+        "x": rng.standard_normal((draw(st.integers(1, 3)), c, h, w)).astype(dtype),
+        "weight": rng.standard_normal((f, c, 3, 3)).astype(dtype),
+    }
+    if draw(st.booleans()):
+        inputs["bias"] = rng.standard_normal(f).astype(dtype)
+    return inputs, {"padding": pads, "flip": draw(st.booleans()), "algorithm": "winograd"}, seed
+
+
+@pytest.mark.fast_only
+def test_conv2d_winograd_matches_torch(torch: Any) -> None:
+    def check(case: Any) -> None:
+        inputs, opts, seed = case
+        _, ctx = compare("conv2d", inputs, opts, normal_grad(seed + 1, inputs["x"].dtype))
+        assert ctx.path == "winograd"
+
+    run_matrix(winograd_cases(), check, factor=2)
 
 
 @pytest.mark.fast_only

@@ -10,14 +10,21 @@ indices. Importing this package registers every fast pair onto its op
 op             fast kernel
 =============  ===================================================================
 conv2d         :mod:`.conv`: im2col by shifted slices, batch-innermost or gathered
-               taps (``algorithm=``), blocked and split over worker threads
+               taps (``algorithm=``), blocked and split over worker threads; 3×3
+               stride-1 layers by Winograd F(2×2, 3×3) (:mod:`.winograd`: Numba
+               transforms, 2.25× fewer multiplications)
 max_pool2d     :mod:`.pool`: separable two-pass maximum with uint8 winners
                (windows up to 255 cells), split over worker threads
-batch_norm     :mod:`.norm`: per-channel sums as einsum contractions, x̂ in place,
-               dx folded into per-channel coefficients; split over worker threads
+batch_norm     :mod:`.norm`: one fused Numba loop a pass (float64 row sums, x̂ in
+               place, dx folded into per-channel coefficients); split over worker threads
 relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwise AND),
                split over worker threads
 =============  ===================================================================
+
+The Numba kernels (Winograd, batch norm) are compiled at their first use and cached on disk
+(``__pycache__`` beside the module): about 6 s the first time on this machine, then about
+1 s a process to import Numba and load them. Without Numba those pairs decline and the
+im2col algorithms and the reference batch norm run.
 
 Which pair runs is chosen per call (:func:`glassnet.autograd.use_backend`): the fast one
 by default, for NumPy inputs it supports; the reference otherwise (and everywhere
@@ -25,7 +32,7 @@ inside ``use_backend("reference")``).
 """
 
 from ..functional import batch_norm, conv2d, max_pool2d, relu, relu6
-from . import activation, conv, norm, pool
+from . import activation, conv, norm, pool, winograd
 
 conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
 max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
@@ -33,4 +40,4 @@ relu.register_fast(activation.relu_forward, activation.relu_backward, supports=a
 relu6.register_fast(activation.relu6_forward, activation.relu6_backward, supports=activation.supports)
 batch_norm.register_fast(norm.batch_norm_forward, norm.batch_norm_backward, supports=norm.supports)
 
-__all__ = ["activation", "conv", "norm", "pool"]
+__all__ = ["activation", "conv", "norm", "pool", "winograd"]
