@@ -144,6 +144,7 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_conv, "SHIFT_MIN_BLOCK", 7)
     monkeypatch.setattr(fast_conv, "WINOGRAD_MIN", 0)
     monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_POSITIONS", 0)
+    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_USEFUL", 0)
     monkeypatch.setattr(fast_winograd, "BLOCK_BYTES", 1)
     monkeypatch.setattr(fast_pool, "POOL_PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_activation, "PARALLEL_MIN", 0)
@@ -208,6 +209,10 @@ def test_conv2d_winograd_is_the_automatic_choice_for_large_3x3_stride_1_layers()
     _, ctx = F.conv2d.forward(x, w, padding=1, stride=2)
     assert ctx.path != "winograd"
     _, ctx = F.conv2d.forward(x[:1, :, :8, :8], w, padding=1)  # too small to pay
+    assert ctx.path != "winograd"
+    _, ctx = F.conv2d.forward(x[:, :1], w[:, :1], padding=1)  # one input channel: a product without BLAS
+    assert ctx.path != "winograd"
+    _, ctx = F.conv2d.forward(np.concatenate([x] * 8)[:, :, :7, :7], w, padding=1)  # 7×7: 61% of the tiles kept
     assert ctx.path != "winograd"
 
 

@@ -72,8 +72,13 @@ HWN_MAX_INPUT = 2**19
 # but N4 C64 8² (256 positions) 1.11 against 0.74 and N1 C32 16² 0.35 against 0.28. ResNet-20
 # at batch 128, forward + backward per layer: C16 32² 11.7 ms against 23.6 (shift), C64 8² 11.4
 # against 18.8 (hwn).
+# Nor with one input or output channel (NumPy runs a product with an inner dimension of 1
+# without BLAS, 12× slower: N128 C1→16 28² took 14.8 ms against 2.6 by shift), nor when
+# under WINOGRAD_MIN_USEFUL of the computed 2×2 tiles' outputs are kept (odd sizes and the spare
+# tile of each row: 7² keeps 61%, and C64 7² took 16.2 ms against 13.0 by 'hwn'; 8² keeps 80%).
 WINOGRAD_MIN = 2**21
 WINOGRAD_MIN_POSITIONS = 2048
+WINOGRAD_MIN_USEFUL = 0.7
 
 
 def _blocks(images: int, stride: int, first: int, count: int, k: int, itemsize: int) -> list[tuple[int, int]]:
@@ -218,6 +223,8 @@ def conv2d_forward(
         algorithm is None
         and macs >= WINOGRAD_MIN
         and n * ho * wo >= WINOGRAD_MIN_POSITIONS
+        and min(c, f) >= 2
+        and ho * wo >= WINOGRAD_MIN_USEFUL * 4 * ((ho + 1) // 2) * ((wo + 1) // 2 + 1)
         and winograd.applies((kh, kw), stride, dilation, groups, pads)
     ):
         algorithm = "winograd"
