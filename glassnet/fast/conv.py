@@ -16,19 +16,21 @@ automatic choice is by cost, the results agree to rounding and the tests run eve
   not much larger than W_out. The im2col is built in cache-sized blocks of positions,
   and the blocks are shared out among glassnet's worker threads
   (:func:`glassnet.backend.parallel`), each running its own single-threaded matrix products;
-* ``'hwn'`` (small inputs): the input is transposed to [C, H_p, W_p, N], batch
-  innermost, so a tap is a slice whose contiguous runs are N long (W_out·N at stride 1)
-  instead of W_out: LeNet-5's second convolution (10-wide rows) builds its im2col
-  3× faster this way;
-* ``'gather'``: each tap is a strided slice of the input padded into [C, N, H_p, W_p].
+* ``'hwn'`` (small inputs, and every layer 'gather' would take where Numba is missing): the
+  input is transposed to [C, H_p, W_p, N], batch innermost, so a tap is a slice whose
+  contiguous runs are N long (W_out·N at stride 1) instead of W_out: LeNet-5's second
+  convolution (10-wide rows) builds its im2col 3× faster this way;
+* ``'gather'`` (:mod:`.gather`, strided and large layers): image by image, a Numba kernel
+  gathers [C·k_h·k_w, H_out·W_out] straight from NCHW, and one batched product per piece
+  of images writes NCHW output directly: no padded copy and no transposes.
 
 3×3 stride-1 kernels (18 of ResNet-20's 21 convolutions) skip the im2col altogether:
 ``'winograd'`` (:mod:`.winograd`) computes them with 2.25× fewer multiplications, and is the
 automatic choice for layers with WINOGRAD_MIN multiply-adds and WINOGRAD_MIN_POSITIONS outputs.
 
 Backward reuses the same layout: ``dW = cols @ dOutᵀ`` and dx, the transposed
-convolution of dOut, either as ``Wᵀ @ (im2col of dOut)`` or as ``dcols = Wᵀ @ dOut``
-whose tap blocks are added back at the taps' offsets (col2im); the 'hwn' path builds
+convolution of dOut, either as ``Wᵀ @ (im2col of dOut)`` (shift) or as ``dcols = Wᵀ @ dOut``
+whose tap blocks are added back at the taps' offsets (col2im, gather); the 'hwn' path builds
 the im2col of dOut along W only and adds back the k_h kernel rows.
 """
 
@@ -43,7 +45,7 @@ from ..functional._args import check_grad_shape
 from ..functional._op import Context
 from ..functional.conv import conv2d_arguments
 from ..functional.window import axis_taps, tap_offsets, taps
-from . import winograd
+from . import gather, winograd
 
 # Use the shift path when computing at every padded position costs at most this many
 # times the useful outputs. Measured single-threaded: LeNet-5's 28² p2 (waste 1.31) and
@@ -234,7 +236,8 @@ def conv2d_forward(
         if stride == (1, 1) and n * hp * row <= SHIFT_WASTE_LIMIT * n * ho * wo:
             algorithm = "shift"
         else:
-            algorithm = "hwn" if wo * n >= 64 and x.size <= HWN_MAX_INPUT else "gather"
+            small = wo * n >= 64 and x.size <= HWN_MAX_INPUT
+            algorithm = "hwn" if small or not gather.AVAILABLE else "gather"
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
     parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
 
@@ -271,16 +274,20 @@ def conv2d_forward(
         parallel(work, parts)
         _copy(out, full.reshape(f, n, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3), parts, bias)
         ctx = Context(path="shift", buf=buf, offsets=offsets, parts=parts)
+    elif algorithm == "gather":
+        if not gather.AVAILABLE:
+            raise RuntimeError("conv2d: algorithm='gather' needs Numba, which could not be imported here")
+        geometry = ((kh, kw), stride, dilation, (pt, pl), (ho, wo))
+        out, cols = gather.forward(x, np.ascontiguousarray(w_mat), bias, geometry, parts)
+        ctx = Context(path="gather", cols=cols, geometry=geometry, parts=parts)
     else:
-        # Taps are gathered from a zero-padded copy viewed as [C, N, H_p, W_p]. 'hwn' stores that
-        # copy batch innermost ([C, H_p, W_p, N]): a tap's copy then runs in pieces N long
-        # (W_out·N at stride 1) instead of W_out; 'gather' stores it as it is viewed.
+        # 'hwn': taps are gathered from a zero-padded copy stored batch innermost ([C, H_p, W_p, N]),
+        # so a tap's copy runs in pieces N long (W_out·N at stride 1) instead of W_out.
         out = np.empty((n, f, ho, wo), dtype=dtype)
-        hwn = algorithm == "hwn"
-        xp4 = np.zeros((c, hp, wp, n) if hwn else (c, n, hp, wp), dtype=dtype)
-        xv = xp4.transpose(0, 3, 1, 2) if hwn else xp4
-        cols = np.empty((c, t_count, ho, wo, n) if hwn else (c, t_count, n, ho, wo), dtype=dtype)
-        cv = cols.transpose(0, 1, 4, 2, 3) if hwn else cols
+        xp4 = np.zeros((c, hp, wp, n), dtype=dtype)
+        xv = xp4.transpose(0, 3, 1, 2)
+        cols = np.empty((c, t_count, ho, wo, n), dtype=dtype)
+        cv = cols.transpose(0, 1, 4, 2, 3)
         tap_list = list(taps((kh, kw), stride, dilation, (ho, wo)))
 
         def im2col(c0: int, c1: int) -> None:
@@ -290,10 +297,7 @@ def conv2d_forward(
 
         _by_channel(im2col, c, parts)
         full = _matmul_columns(w_mat, cols.reshape(groups, cg * t_count, n * ho * wo), parts)
-        if hwn:
-            _copy(out, full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2), parts)
-        else:
-            _copy(out, full.reshape(f, n, ho, wo).transpose(1, 0, 2, 3), parts)
+        _copy(out, full.reshape(f, ho, wo, n).transpose(3, 0, 1, 2), parts)
         if bias is not None:
             out += bias.reshape(1, f, 1, 1)
         ctx = Context(path=algorithm, cols=cols, parts=parts)
@@ -405,23 +409,8 @@ def conv2d_backward(
             for i, rows_i in enumerate(axis_taps(kh, sh, dh, ho)):
                 dxh[:, rows_i] += r[:, i]
             dx = _contiguous(dxh[:, pt : pt + h, pl : pl + w, :].transpose(3, 0, 1, 2), ctx.parts)
-    else:
-        g2 = _contiguous(grad.transpose(1, 0, 2, 3), ctx.parts).reshape(groups, fg, n * ho * wo)
-        cols = ctx.cols.reshape(groups, cg * t_count, n * ho * wo)
-        dw = _matmul_reduce(cols, g2.transpose(0, 2, 1), ctx.parts).transpose(0, 2, 1)  # see the shift path
-        dx = None
-        if need_dx:
-            dcols = _matmul_columns(w_mat.transpose(0, 2, 1), g2, ctx.parts).reshape(c, t_count, n, ho, wo)
-            dxp = np.empty((c, n, hp, wp), dtype=ctx.dtype)
-            tap_list = list(taps((kh, kw), ctx.stride, ctx.dilation, (ho, wo)))
-
-            def col2im(c0: int, c1: int) -> None:  # each channel's taps added in tap order, by one worker
-                dxp[c0:c1] = 0
-                for t, sl in tap_list:
-                    dxp[c0:c1, :, sl[0], sl[1]] += dcols[c0:c1, t]
-
-            _by_channel(col2im, c, ctx.parts)
-            dx = _contiguous(dxp[:, :, pt : pt + h, pl : pl + w].transpose(1, 0, 2, 3), ctx.parts)
+    else:  # 'gather'
+        dx, dw = gather.backward(grad, ctx.cols, w_mat, (n, c, h, w), ctx.geometry, ctx.parts, need_dx)
     dw = dw.reshape(f, cg, kh, kw)
     if ctx.flip:
         dw = dw[:, :, ::-1, ::-1]
