@@ -500,12 +500,32 @@ def _check_batch_norm(case: Any) -> None:
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * scale, err_msg=f"batch_norm {opts} {what}")
 
 
+@pytest.fixture(autouse=True)
+def _small_batch_norms_run_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The matrices' small inputs would be left to the reference (fast_norm.MIN_SIZE)."""
+    monkeypatch.setattr(fast_norm, "MIN_SIZE", 0)
+
+
 def test_batch_norm_fast_equals_reference() -> None:
     matrix(batch_norm_cases(), _check_batch_norm, factor=2)
 
 
 def test_batch_norm_fast_equals_reference_split_over_threads(split_and_blocked: None) -> None:
     matrix(batch_norm_cases(), _check_batch_norm)
+
+
+def test_small_batch_norms_and_convolutions_need_no_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below MIN_SIZE batch norm runs the reference, and small strided layers 'hwn': no Numba kernel
+    (1.5 s to load in a fresh process) for a single-image prediction."""
+    monkeypatch.setattr(fast_norm, "MIN_SIZE", 2**16)
+    x = np.ones((1, 16, 32, 32), np.float32)
+    assert not fast_norm.supports(x)
+    assert fast_norm.supports(np.ones((4, 16, 32, 32), np.float32))
+    _, ctx = F.conv2d.forward(x, np.ones((32, 16, 3, 3), np.float32), padding=1, stride=2)
+    assert ctx.path == "hwn"
+    w = np.ones((32, 16, 3, 3), np.float32)
+    _, ctx = F.conv2d.forward(np.ones((64, 16, 32, 32), np.float32), w, padding=1, stride=2)
+    assert ctx.path == "gather"
 
 
 def test_batch_norm_fast_declines_what_it_does_not_cover() -> None:
@@ -534,3 +554,24 @@ def test_batch_norm_fast_backward_of_a_non_contiguous_gradient(training: bool) -
             into.extend(v for v in F.batch_norm.backward(g, ctx) if v is not None)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_single_image_prediction_loads_no_numba() -> None:
+    """ResNet-20 on one 32×32 image, in a fresh process: no kernel of the fast path needs Numba
+    (importing it and loading its cached code takes about 1.5 s), while a training batch does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, glassnet\n"
+        "from glassnet.models import resnet_cifar\n"
+        "m = resnet_cifar(20, rng=0).eval()\n"
+        "with glassnet.no_grad():\n"
+        "    m(glassnet.Tensor(np.ones((1, 3, 32, 32), np.float32)))\n"
+        "print('numba' in sys.modules)\n"
+        "m.train()\n"
+        "m(glassnet.Tensor(np.ones((16, 3, 32, 32), np.float32)))\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr

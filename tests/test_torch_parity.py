@@ -400,10 +400,14 @@ def test_conv2d_winograd_matches_torch(torch: Any) -> None:
 
 @pytest.mark.fast_only
 def test_conv2d_stride1_large_padding_takes_gather_path(torch: Any) -> None:
-    """Stride 1 with padding that wastes most padded positions falls back to the gather path."""
+    """Stride 1 with padding that wastes most padded positions falls back to gathering taps:
+    'hwn' when small (no Numba kernel to load), 'gather' from GATHER_MIN im2col elements."""
     rng = np.random.default_rng(3)
     inputs = {"x": rng.standard_normal((1, 2, 2, 3)), "weight": rng.standard_normal((3, 2, 4, 4))}
     _, ctx = compare("conv2d", inputs, {"padding": 2}, normal_grad(4, np.float64))
+    assert ctx.path == "hwn"
+    inputs = {"x": rng.standard_normal((1, 128, 2, 3)), "weight": rng.standard_normal((3, 128, 4, 4))}
+    _, ctx = compare("conv2d", inputs, {"padding": 6}, normal_grad(4, np.float64))
     assert ctx.path == "gather"
 
 

@@ -81,6 +81,11 @@ HWN_MAX_INPUT = 2**19
 WINOGRAD_MIN = 2**21
 WINOGRAD_MIN_POSITIONS = 2048
 WINOGRAD_MIN_USEFUL = 0.7
+# 'gather' (Numba) is chosen from this many im2col elements; smaller layers take 'hwn'. Not for
+# speed: a process's first Numba kernel costs about 1.5 s (importing Numba, loading the cached
+# code), which a single-image prediction should not pay (ResNet-20's strided layers at batch 1
+# have 37 K; at batch 128, 4.7 M).
+GATHER_MIN = 2**18
 
 
 def _blocks(images: int, stride: int, first: int, count: int, k: int, itemsize: int) -> list[tuple[int, int]]:
@@ -237,7 +242,8 @@ def conv2d_forward(
             algorithm = "shift"
         else:
             small = wo * n >= 64 and x.size <= HWN_MAX_INPUT
-            algorithm = "hwn" if small or not gather.AVAILABLE else "gather"
+            big = c * t_count * n * ho * wo >= GATHER_MIN
+            algorithm = "gather" if big and not small and gather.AVAILABLE else "hwn"
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
     parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
 

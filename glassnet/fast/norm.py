@@ -35,6 +35,9 @@ from ..functional.norm import batch_norm_arguments
 
 # Inputs with at least this many elements are split over the worker threads.
 PARALLEL_MIN = 2**20
+# Smaller inputs are left to the reference: a process's first Numba kernel costs about 1.5 s
+# (importing Numba, loading the cached code), which a single-image prediction should not pay.
+MIN_SIZE = 2**16
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
 
@@ -308,7 +311,8 @@ def batch_norm_backward(grad: Any, ctx: Context) -> tuple[Any, ...]:
 
 
 def supports(x: Any = None, *args: Any, **kwargs: Any) -> bool:
-    """4-D C-contiguous float32/float64 NumPy input, and Numba; the rest (and every error) is the reference's."""
+    """4-D C-contiguous float32/float64 NumPy input of MIN_SIZE elements or more, and Numba; the rest
+    (and every error) is the reference's."""
     x = kwargs.get("x", x)
     return (
         AVAILABLE
@@ -316,5 +320,5 @@ def supports(x: Any = None, *args: Any, **kwargs: Any) -> bool:
         and x.ndim == 4
         and x.dtype in (np.float32, np.float64)
         and x.flags.c_contiguous
-        and math.prod(x.shape) > 0
+        and math.prod(x.shape) >= max(1, MIN_SIZE)
     )
