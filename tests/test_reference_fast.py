@@ -575,3 +575,28 @@ def test_a_single_image_prediction_loads_no_numba() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr
+
+
+def test_warm_up_loads_every_numba_kernel_that_training_then_uses() -> None:
+    """In a fresh process, glassnet.fast.warm_up() leaves nothing for a training or inference step
+    of ResNet-8 and LeNet-5 to compile or load: no kernel gains a signature afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, glassnet, glassnet.fast as fast, glassnet.functional as F\n"
+        "from glassnet.models import resnet_cifar, lenet5\n"
+        "fast.warm_up()\n"
+        "def sigs():\n"
+        "    return {m.__name__ + '.' + k: len(v.signatures) for m in (fast.gather, fast.winograd, fast.norm)\n"
+        "            for k, v in vars(m._kernels()).items()}\n"
+        "before = sigs()\n"
+        "for m, shape in ((resnet_cifar(8, rng=0), (128, 3, 32, 32)), (lenet5(rng=0), (64, 1, 28, 28))):\n"
+        "    x = glassnet.Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))\n"
+        "    F.cross_entropy(m(x), np.zeros(shape[0], np.int64)).backward()\n"
+        "    with glassnet.no_grad():\n"
+        "        m.eval()(x)\n"
+        "print(min(before.values()), before == sigs())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.split() == ["1", "True"], out.stdout + out.stderr

@@ -23,7 +23,7 @@ relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwis
 
 The Numba kernels (Winograd, batch norm) are compiled at their first use and cached on disk
 (``__pycache__`` beside the module): about 6 s the first time on this machine, then about
-1 s a process to import Numba and load them. Without Numba those pairs decline and the
+1.5 s a process to import Numba and load them (:func:`warm_up` does it ahead). Without Numba those pairs decline and the
 im2col algorithms and the reference batch norm run.
 
 Which pair runs is chosen per call (:func:`glassnet.autograd.use_backend`): the fast one
@@ -31,8 +31,12 @@ by default, for NumPy inputs it supports; the reference otherwise (and everywher
 inside ``use_backend("reference")``).
 """
 
+from typing import Any
+
+import numpy as np
+
 from ..functional import batch_norm, conv2d, max_pool2d, relu, relu6
-from . import activation, conv, norm, pool, winograd
+from . import activation, conv, gather, norm, pool, winograd
 
 conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
 max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
@@ -40,4 +44,27 @@ relu.register_fast(activation.relu_forward, activation.relu_backward, supports=a
 relu6.register_fast(activation.relu6_forward, activation.relu6_backward, supports=activation.supports)
 batch_norm.register_fast(norm.batch_norm_forward, norm.batch_norm_backward, supports=norm.supports)
 
-__all__ = ["activation", "conv", "norm", "pool", "winograd"]
+
+def warm_up(dtype: Any = np.float32) -> None:
+    """Import Numba and load (or compile, the first time on a machine) every Numba kernel for
+    ``dtype``, by running each fast pair that uses one on a tiny input.
+
+    The first training step of a process pays this otherwise (about 1.5 s here; 6 s when
+    nothing is cached yet); a server can call it at start. Does nothing without Numba.
+    """
+    if not (winograd.AVAILABLE and gather.AVAILABLE and norm.AVAILABLE):
+        return
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2, 8, 8)).astype(dtype)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
+    for algorithm, stride in (("winograd", 1), ("gather", 2)):
+        out, ctx = conv.conv2d_forward(x, w, None, stride, 1, algorithm=algorithm)
+        conv.conv2d_backward(np.ones_like(out), ctx, True)
+    big = rng.standard_normal((1, 2, 4, max(8, norm.MIN_SIZE // 8))).astype(dtype)
+    ones, zeros = np.ones(2, dtype), np.zeros(2, dtype)
+    for training, weight in ((True, ones), (False, ones), (True, None)):
+        out, ctx = norm.batch_norm_forward(big, zeros.copy(), ones.copy(), weight, None, training)
+        norm.batch_norm_backward(np.ones_like(out), ctx)
+
+
+__all__ = ["activation", "conv", "gather", "norm", "pool", "warm_up", "winograd"]
