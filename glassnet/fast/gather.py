@@ -35,8 +35,11 @@ IMAGES_PER_PIECE = 8
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
 
-def _im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols):  # noqa: ANN001, ANN202
-    """cols[n − n0, c·kh·kw + i·kw + j, oy·wo + ox] = x[n, c, oy·sh + i·dh − pt, ox·sw + j·dw − pl] (0 outside)."""
+def _im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols, cuts):  # noqa: ANN001, ANN202
+    """cols[n − n0, c·kh·kw + i·kw + j, oy·wo + ox] = x[n, c, oy·sh + i·dh − pt, ox·sw + j·dw − pl] (0 outside).
+
+    ``cuts[j]`` = (lo, hi): the output columns ox whose input column is inside x (:func:`_cuts`).
+    """
     _, c_count, h, w = x.shape
     for n in range(n0, n1):
         for c in range(c_count):
@@ -44,8 +47,7 @@ def _im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols):  # noqa: A
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
                     off = j * dw - pl  # input column = ox·sw + off
-                    lo = min(wo, max(0, (-off + sw - 1) // sw))  # first ox with a column ≥ 0
-                    hi = max(lo, min(wo, (w - 1 - off) // sw + 1))  # one past the last with a column < w
+                    lo, hi = cuts[j, 0], cuts[j, 1]
                     for oy in range(ho):
                         r = oy * sh + i * dh - pt
                         base = oy * wo
@@ -61,7 +63,7 @@ def _im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols):  # noqa: A
                             cols[n - n0, row, np.uint64(base + ox)] = 0.0
 
 
-def _col2im(dcols, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, dx):  # noqa: ANN001, ANN202
+def _col2im(dcols, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, dx, cuts):  # noqa: ANN001, ANN202
     """dx[n, c] = Σ over taps (in order) of dcols[n − n0, c·kh·kw + i·kw + j] added back at the tap's positions."""
     _, c_count, h, w = dx.shape
     for n in range(n0, n1):
@@ -73,8 +75,7 @@ def _col2im(dcols, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, dx):  # noqa:
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
                     off = j * dw - pl
-                    lo = min(wo, max(0, (-off + sw - 1) // sw))
-                    hi = max(lo, min(wo, (w - 1 - off) // sw + 1))
+                    lo, hi = cuts[j, 0], cuts[j, 1]
                     for oy in range(ho):
                         r = oy * sh + i * dh - pt
                         if r < 0 or r >= h:
@@ -92,6 +93,17 @@ def _kernels() -> SimpleNamespace:
 
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     return SimpleNamespace(im2col=jit(_im2col), col2im=jit(_col2im))
+
+
+def _cuts(kw: int, sw: int, dw: int, pl: int, wo: int, w: int) -> np.ndarray:
+    """[k_w, 2]: for tap column j, the output columns lo ≤ ox < hi whose input column
+    ox·s_w + j·d_w − P_l lies inside [0, W) (the others read padding)."""
+    cuts = np.empty((kw, 2), dtype=np.int64)
+    for j in range(kw):
+        off = j * dw - pl
+        lo = min(wo, max(0, -(off // sw)))  # first ox with ox·sw + off ≥ 0
+        cuts[j] = lo, max(lo, min(wo, (w - 1 - off) // sw + 1))
+    return cuts
 
 
 def _pieces(n: int) -> list[tuple[int, int]]:
@@ -121,10 +133,11 @@ def forward(
     cols4 = cols.reshape(n, groups, ckk, ho * wo)
     kernels = _kernels()
     pieces = _pieces(n)
+    cuts = _cuts(g[1], g[3], g[5], g[7], wo, x.shape[3])
 
     def work(k: int, p: int) -> None:
         for n0, n1 in pieces[k::p]:
-            kernels.im2col(x, n0, n1, *g, cols[n0:n1])
+            kernels.im2col(x, n0, n1, *g, cols[n0:n1], cuts)
             np.matmul(w_mat, cols4[n0:n1], out=out4[n0:n1])
 
     parallel(work, min(parts, len(pieces)))
@@ -150,6 +163,7 @@ def backward(
     w_t = np.ascontiguousarray(w_mat.transpose(0, 2, 1)) if need_dx else None
     kernels = _kernels()
     pieces = _pieces(n)
+    cuts = _cuts(g[1], g[3], g[5], g[7], wo, x_shape[3])
 
     def work(k: int, p: int) -> None:
         dcols = np.empty((IMAGES_PER_PIECE, groups, ckk, ho * wo), dtype=grad.dtype) if need_dx else None
@@ -158,7 +172,7 @@ def backward(
             if need_dx:
                 d = dcols[: n1 - n0]
                 np.matmul(w_t, g4[n0:n1], out=d)
-                kernels.col2im(d.reshape(n1 - n0, groups * ckk, ho * wo), n0, n1, *g, dx)
+                kernels.col2im(d.reshape(n1 - n0, groups * ckk, ho * wo), n0, n1, *g, dx, cuts)
 
     parallel(work, min(parts, len(pieces)))
     dw = per_image[0].copy()
