@@ -600,3 +600,17 @@ def test_warm_up_loads_every_numba_kernel_that_training_then_uses() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.split() == ["1", "True"], out.stdout + out.stderr
+
+
+def test_kernels_compile_without_a_writable_cache() -> None:
+    """Where Numba finds no cache location (here: a function with no source file, as in a read-only
+    install with no home directory) the kernels are compiled in memory instead of failing."""
+    from glassnet.fast._jit import compile_kernels
+
+    namespace: dict[str, Any] = {}
+    exec("def add_one(a, out):\n    for i in range(a.shape[0]):\n        out[i] = a[i] + 1.0\n", namespace)
+    kernels = compile_kernels(add_one=namespace["add_one"])
+    out = np.empty(3)
+    kernels.add_one(np.arange(3.0), out)
+    np.testing.assert_array_equal(out, [1.0, 2.0, 3.0])
+    assert type(kernels.add_one._cache).__name__ == "NullCache"  # compiled without a disk cache

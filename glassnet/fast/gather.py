@@ -21,18 +21,18 @@ Groups: image n's product is done per group (broadcast over the batch).
 from __future__ import annotations
 
 import functools
-import importlib.util
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from ..backend import parallel
+from ._jit import AVAILABLE as AVAILABLE
+from ._jit import compile_kernels
 
 # Images a worker handles at a time (fixed: results never depend on the thread count).
 IMAGES_PER_PIECE = 8
-#: Numba is a dependency; without it (a Python it has no wheel for) 'hwn' runs instead.
-AVAILABLE = importlib.util.find_spec("numba") is not None
+# AVAILABLE: Numba is a dependency; without it (a Python it has no wheel for) 'hwn' runs instead.
 
 
 def _im2col(x, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols, cuts):  # noqa: ANN001, ANN202
@@ -89,10 +89,7 @@ def _col2im(dcols, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, dx, cuts):  #
 @functools.cache
 def _kernels() -> SimpleNamespace:
     """The two kernels compiled by Numba (``nogil``, cached on disk) at the first gathered convolution."""
-    import numba
-
-    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-    return SimpleNamespace(im2col=jit(_im2col), col2im=jit(_col2im))
+    return compile_kernels(im2col=_im2col, col2im=_col2im)
 
 
 def _cuts(kw: int, sw: int, dw: int, pl: int, wo: int, w: int) -> np.ndarray:

@@ -22,7 +22,6 @@ norm and cached on disk); without Numba the fast pair declines and the reference
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -32,13 +31,14 @@ import numpy as np
 from ..backend import num_workers, parallel
 from ..functional._op import Context
 from ..functional.norm import batch_norm_arguments
+from ._jit import AVAILABLE as AVAILABLE
+from ._jit import compile_kernels
 
 # Inputs with at least this many elements are split over the worker threads.
 PARALLEL_MIN = 2**20
 # Smaller inputs are left to the reference: a process's first Numba kernel costs about 1.5 s
 # (importing Numba, loading the cached code), which a single-image prediction should not pay.
 MIN_SIZE = 2**16
-AVAILABLE = importlib.util.find_spec("numba") is not None
 
 
 def _split(n: int, size: int) -> int:
@@ -187,11 +187,8 @@ def _scaled(g, a, lo, hi, dx):  # noqa: ANN001, ANN202
 @functools.cache
 def _kernels() -> SimpleNamespace:
     """The loops above compiled by Numba (``nogil``, cached on disk), at the first batch norm."""
-    import numba
-
-    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     names = ["row_sums", "centre", "scale", "scale_only", "affine", "grad_sums", "grad_input", "scaled"]
-    return SimpleNamespace(**{name: jit(globals()["_" + name]) for name in names})
+    return compile_kernels(**{name: globals()["_" + name] for name in names})
 
 
 def _images(n: int, parts: int, fn: Any) -> None:

@@ -40,18 +40,18 @@ per block in block order, so results are bit-identical on any number of threads.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from ..backend import parallel
+from ._jit import AVAILABLE as AVAILABLE
+from ._jit import compile_kernels
 
-#: Whether this algorithm can run here. Numba is a dependency, imported at the first Winograd
-#: convolution (not with glassnet: it takes 0.3 s); without it (a Python it has no wheel for)
-#: the im2col algorithms run instead.
-AVAILABLE = importlib.util.find_spec("numba") is not None
+# AVAILABLE: whether this algorithm can run here. Numba is a dependency, imported at the first
+# Winograd convolution (not with glassnet: it takes ~0.9 s); without it (a Python it has no
+# wheel for) the im2col algorithms run instead.
 #: A block of images is sized so that its transformed tiles take about this many bytes.
 BLOCK_BYTES = 2**20
 
@@ -60,12 +60,9 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 
 @functools.cache
 def _kernels() -> SimpleNamespace:
-    """The three kernels compiled by Numba (``nogil``, cached on disk): the first call compiles
-    them (about 2.7 s for float32 here), later processes load them (about 0.2 s)."""
-    import numba
-
-    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-    return SimpleNamespace(input_tiles=jit(_input_tiles), output_tiles=jit(_output_tiles), grad_tiles=jit(_grad_tiles))
+    """The three kernels compiled by Numba (:func:`~glassnet.fast._jit.compile_kernels`) at the first
+    Winograd convolution: compiled the first time on a machine, loaded from the disk cache after."""
+    return compile_kernels(input_tiles=_input_tiles, output_tiles=_output_tiles, grad_tiles=_grad_tiles)
 
 
 # Layout: a plane's tiles are stored row after row, each tile row tw + 1 long: the last

@@ -1,0 +1,35 @@
+"""Compiling the fast kernels with Numba: one place for the options, the disk cache and its fallback.
+
+The kernels are plain Python functions in their modules (readable, and runnable without Numba
+for a test); each module compiles them at first use with :func:`compile_kernels`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from types import SimpleNamespace
+from typing import Any
+
+#: Whether Numba can be imported here (checked without importing it: that takes ~0.9 s).
+AVAILABLE = importlib.util.find_spec("numba") is not None
+
+
+def compile_kernels(**functions: Any) -> SimpleNamespace:
+    """The functions compiled by Numba (``nogil``: worker threads run them at once), as attributes.
+
+    Compiled code is cached on disk (``__pycache__`` beside the module, else Numba's user cache
+    directory), so later processes only load it. Where no cache location is writable (a read-only
+    install with no home directory, say) they are compiled in memory, every process.
+    """
+    import numba
+
+    def jit(fn: Any, cache: bool) -> Any:
+        return numba.njit(nogil=True, cache=cache, boundscheck=False)(fn)
+
+    compiled = {}
+    for name, fn in functions.items():
+        try:
+            compiled[name] = jit(fn, True)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            compiled[name] = jit(fn, False)
+    return SimpleNamespace(**compiled)
