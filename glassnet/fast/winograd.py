@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import parallel
+from ..functional.conv import winograd_fits
 from ._jit import AVAILABLE as AVAILABLE
 from ._jit import compile_kernels
 
@@ -204,16 +205,9 @@ def _grad_tiles(g, n0, n1, th, dm, ge, go, we, wo):  # noqa: ANN001, ANN202
 
 
 def applies(kernel: Any, stride: Any, dilation: Any, groups: int, pads: Any) -> bool:
-    """Whether the arguments are ones this algorithm computes: 3×3, stride 1, no dilation,
-    one group, each padding 0..2 (dx runs as a forward with padding 2 − P)."""
-    return (
-        AVAILABLE
-        and tuple(kernel) == (3, 3)
-        and tuple(stride) == (1, 1)
-        and tuple(dilation) == (1, 1)
-        and groups == 1
-        and all(0 <= p <= 2 for side in pads for p in side)
-    )
+    """Whether this algorithm can run here on these arguments: Numba, and
+    :func:`glassnet.functional.conv.winograd_fits` (3×3, stride 1, no dilation, one group, padding 0..2)."""
+    return AVAILABLE and winograd_fits(kernel, stride, dilation, groups, pads)
 
 
 def kernel_transform(weight: np.ndarray) -> np.ndarray:

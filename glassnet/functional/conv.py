@@ -83,6 +83,19 @@ def conv2d_geometry(
     return stride, dilation, pads, (ho, wo)
 
 
+def winograd_fits(kernel: Any, stride: Pair, dilation: Pair, groups: int, pads: Pads) -> bool:
+    """Whether ``algorithm='winograd'`` can compute these (normalised) arguments: a 3×3 kernel,
+    stride 1, dilation 1, one group and each padding 0..2 (its dx runs as a forward with
+    padding 2 − P). The one rule, for the argument check here and the fast kernel's choice."""
+    return (
+        tuple(kernel) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+        and all(0 <= p <= 2 for side in pads for p in side)
+    )
+
+
 def conv2d_arguments(
     x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any, algorithm: Any
 ) -> tuple[Any, Any, Any, tuple[Pair, Pair, Pads, Pair]]:
@@ -103,13 +116,7 @@ def conv2d_arguments(
     if algorithm == "winograd":
         stride, dilation, pads, _ = geometry
         kernel = tuple(weight.shape[2:])
-        if (
-            kernel != (3, 3)
-            or stride != (1, 1)
-            or dilation != (1, 1)
-            or groups != 1
-            or not all(0 <= p <= 2 for side in pads for p in side)
-        ):
+        if not winograd_fits(kernel, stride, dilation, groups, pads):
             raise ValueError(
                 "conv2d: algorithm='winograd' needs a 3×3 kernel, stride 1, dilation 1, groups 1 and "
                 f"padding 0..2 on each side; got kernel {kernel[0]}×{kernel[1]}, stride {stride}, "
