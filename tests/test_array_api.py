@@ -192,6 +192,15 @@ def test_batch_norm(shape: tuple[int, ...], training: bool, device: Any) -> None
     compare(F.batch_norm, (x, np.zeros(c), np.ones(c), weight, bias), {"training": training}, device)
 
 
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu(residual: bool, training: bool, device: Any) -> None:
+    rng = _rng(13)
+    x, weight, bias = rng.standard_normal((3, 2, 2, 3)), rng.standard_normal(2), rng.standard_normal(2)
+    r = rng.standard_normal(x.shape) if residual else None
+    compare(F.batch_norm_relu, (x, np.zeros(2), np.ones(2), weight, bias, training, 0.1, 1e-5, r), {}, device)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_cross_entropy(reduction: str, label_smoothing: float, device: Any) -> None:
@@ -211,7 +220,7 @@ def test_every_functional_op_is_covered() -> None:
     tested = {
         "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "global_avg_pool2d", "relu", "relu6", "leaky_relu",
         "sigmoid", "tanh", "softmax", "log_softmax", "flatten", "dropout", "local_response_norm", "linear",
-        "batch_norm", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+        "batch_norm", "batch_norm_relu", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
     }  # fmt: skip
     assert {name for name in F.__all__ if isinstance(getattr(F, name), Op)} == tested
 

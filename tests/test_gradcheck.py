@@ -555,6 +555,19 @@ def test_batch_norm_inference(shape: tuple[int, ...]) -> None:
     check_op(F.batch_norm, x, running_mean, running_var, weight, bias, expect=3, training=False)
 
 
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu(residual: bool, training: bool) -> None:
+    """relu(batch_norm(x) + residual): x, γ, β and the residual, in training and inference (inputs
+    kept away from ReLU's kink)."""
+    rng = _rng(16)
+    x = rng.standard_normal((3, 2, 2, 3)) * 2 + 1
+    weight, bias = rng.standard_normal(2), rng.standard_normal(2)
+    r = away_from_zero(rng.standard_normal(x.shape), 0.3) if residual else None
+    stats = (rng.standard_normal(2) * 0.1, rng.uniform(0.5, 2.0, 2))
+    check_op(F.batch_norm_relu, x, *stats, weight, bias, training, 0.1, 1e-5, r, expect=4 if residual else 3)
+
+
 @pytest.mark.parametrize(
     "size, alpha, beta, k",
     [(5, 1e-4, 0.75, 2.0), (3, 0.5, 0.75, 1.0), (2, 0.8, 0.5, 1.5), (1, 0.3, 1.0, 1.0), (7, 1.0, 0.75, 2.0)],

@@ -102,12 +102,12 @@ def test_ops_without_meta_keep_their_shape() -> None:
     ops = {name: getattr(F, name) for name in F.__all__ if isinstance(getattr(F, name), Op)}
     without = sorted(name for name, op in ops.items() if op.meta is None)
     assert without == [
-        "batch_norm", "dropout", "leaky_relu", "local_response_norm", "log_softmax", "relu", "relu6", "sigmoid",
-        "softmax", "tanh",
+        "batch_norm", "batch_norm_relu", "dropout", "leaky_relu", "local_response_norm", "log_softmax", "relu",
+        "relu6", "sigmoid", "softmax", "tanh",
     ]  # fmt: skip
     x = np.random.default_rng(0).standard_normal((3, 4, 2, 2))
     for name in without:
-        args = (x, np.zeros(4), np.ones(4)) if name == "batch_norm" else (x,)
+        args = (x, np.zeros(4), np.ones(4)) if name.startswith("batch_norm") else (x,)
         opts = {"local_response_norm": {"size": 3}, "dropout": {"rng": np.random.default_rng(0)}}.get(name, {})
         assert ops[name](*args, **opts).shape == x.shape, name
 

@@ -416,6 +416,82 @@ def test_basic_block_gradcheck_eval(inplanes: int, planes: int, stride: int, sho
         assert {"downsample.0.weight", "downsample.1.weight"} <= set(report.errors)
 
 
+def _op_names(out: Any) -> list[str]:
+    """The ops of the graph behind ``out``, in recording order."""
+    from glassnet.autograd.graph import topological_order
+
+    return [node.name for node in reversed(list(topological_order(out.grad_fn)))]
+
+
+def test_basic_block_fuses_its_batch_norms_and_relus_only_where_nothing_can_tell() -> None:
+    """Fast backend, NumPy data, no hooks: bn1 + ReLU and bn2 + shortcut + ReLU run as batch_norm_relu.
+    Under the reference backend, with a hook on bn1, relu or bn2, and in a shape-only trace the
+    block runs the textbook steps one by one."""
+    from glassnet.models import resnet_cifar
+
+    block = resnet_cifar(8, rng=0).layer2[0]  # a projection shortcut
+    x = glassnet.Tensor(np.random.default_rng(0).standard_normal((2, 16, 8, 8)).astype(np.float32))
+    fused = _op_names(block(x))
+    assert fused.count("batch_norm_relu") == 2 and "relu" not in fused and "add" not in fused
+    unfused = ["batch_norm", "relu", "batch_norm", "add", "relu"]
+    with glassnet.use_backend("reference"):
+        assert [n for n in _op_names(block(x)) if n in unfused] == ["batch_norm"] * 2 + unfused[1:2] + [
+            "batch_norm"
+        ] + unfused[3:]
+    for child in (block.bn1, block.relu, block.bn2):
+        seen: list[tuple[int, ...]] = []
+        handle = child.register_forward_hook(lambda m, a, out, seen=seen: seen.append(out.shape))
+        names = _op_names(block(x))
+        handle.remove()
+        assert "batch_norm_relu" not in names and seen == [(2, 32, 4, 4)]
+    assert [c.name for c in glassnet.trace(block, (2, 16, 8, 8)).calls][:4] == ["conv1", "bn1", "relu", "conv2"]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_resnet_with_fused_blocks_computes_what_the_textbook_steps_compute(
+    training: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ResNet-8 forward and backward, fused (the fast kernel) against one step at a time: the logits
+    and running statistics bit for bit, every gradient to float32 rounding."""
+    from glassnet.fast import norm as fast_norm
+    from glassnet.models import resnet_cifar
+
+    monkeypatch.setattr(fast_norm, "MIN_SIZE", 0)  # the fast kernel, on a small batch
+    x = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    results = []
+    for fuses in (True, False):
+        model = resnet_cifar(8, rng=0).train(training)
+        if not fuses:
+            monkeypatch.setattr(BasicBlock, "fuses", lambda self, x: False)
+        logits = model(glassnet.Tensor(x))
+        assert ("batch_norm_relu" in _op_names(logits)) == fuses
+        glassnet.functional.cross_entropy(logits, np.arange(4) % 10).backward()
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        results.append((logits.numpy(), dict(model.named_buffers()), grads))
+    (l1, b1, g1), (l2, b2, g2) = results
+    assert l1.tobytes() == l2.tobytes()
+    assert all(b1[k].tobytes() == b2[k].tobytes() for k in b1)
+    for name in g1:
+        scale = max(1.0, float(np.abs(g2[name]).max()))
+        np.testing.assert_allclose(g1[name], g2[name], rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+def test_guided_backprop_through_fused_resnet_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guided backpropagation replaces ReLU's rule; the fused blocks follow it (no silent plain ReLU)."""
+    from glassnet.fast import norm as fast_norm
+    from glassnet.models import resnet_cifar
+    from glassnet.visualize import guided_backprop, saliency
+
+    monkeypatch.setattr(fast_norm, "MIN_SIZE", 0)
+    model = resnet_cifar(8, rng=0).eval()
+    x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    fused = guided_backprop(model, x, 3)
+    plain = saliency(model, x, 3)
+    monkeypatch.setattr(BasicBlock, "fuses", lambda self, x: False)
+    np.testing.assert_allclose(fused, guided_backprop(model, x, 3), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(fused, plain)
+
+
 def test_basic_block_summary_and_errors() -> None:
     down = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False), nn.BatchNorm2d(16))
     block = BasicBlock(8, 16, 2, down, rng=0)

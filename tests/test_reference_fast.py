@@ -21,6 +21,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import glassnet
 import glassnet.functional as F
 from glassnet import backend as glassnet_backend
 from glassnet.autograd import Op, use_backend
@@ -80,7 +81,7 @@ def matrix(strategy: st.SearchStrategy, check: Any, factor: int = 1) -> None:
 def test_every_fast_kernel_is_in_this_matrix() -> None:
     """A new fast kernel needs a matrix here: the ops with a fast pair are exactly these."""
     fast_ops = {name for name in F.__all__ if isinstance(getattr(F, name), Op) and getattr(F, name).fast_forward}
-    assert fast_ops == {"batch_norm", "conv2d", "max_pool2d", "relu", "relu6"}
+    assert fast_ops == {"batch_norm", "batch_norm_relu", "conv2d", "max_pool2d", "relu", "relu6"}
 
 
 # ------------------------------------------------------------------------------------------------ conv2d
@@ -512,6 +513,123 @@ def test_batch_norm_fast_equals_reference() -> None:
 
 def test_batch_norm_fast_equals_reference_split_over_threads(split_and_blocked: None) -> None:
     matrix(batch_norm_cases(), _check_batch_norm)
+
+
+# ------------------------------------------------------------------------------------- batch_norm_relu
+
+
+@st.composite
+def batch_norm_relu_cases(draw: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    arrays, opts, grad = draw(batch_norm_cases())
+    if draw(st.booleans()):
+        x = arrays["x"]
+        arrays["residual"] = np.random.default_rng(draw(st.integers(0, 99))).standard_normal(x.shape).astype(x.dtype)
+    return arrays, opts, grad
+
+
+def _batch_norm_relu_results(arrays: dict[str, Any], opts: dict[str, Any], grad: Any, how: str) -> list[Any]:
+    """[out, dx, dweight, dbias, dresidual, running_mean, running_var]: the fused op on ``how``'s
+    backend ("fast", "reference"), or batch_norm, + and relu one by one on the fast one ("three ops")."""
+    a = {k: (None if v is None else v.copy()) for k, v in arrays.items()}
+    names = ("x", "weight", "bias", "residual")
+    tensors = {k: glassnet.Tensor(v, requires_grad=True) for k, v in a.items() if k in names and v is not None}
+    stats = (a["running_mean"], a["running_var"])
+    bn_args = (tensors["x"], *stats, tensors.get("weight"), tensors.get("bias"))
+    with use_backend("reference" if how == "reference" else "fast"):
+        if how == "three ops":
+            y = F.batch_norm(*bn_args, **opts)
+            out = F.relu(y + tensors["residual"] if "residual" in tensors else y)
+        else:
+            out = F.batch_norm_relu(*bn_args, **opts, residual=tensors.get("residual"))
+            assert out.grad_fn.backend == how
+        out.backward(grad(out.shape))
+    grads = [tensors[k].grad if k in tensors else None for k in ("x", "weight", "bias", "residual")]
+    return [out.numpy(), *grads, *stats]
+
+
+def _check_batch_norm_relu(case: Any) -> None:
+    """The fast fused op agrees with the reference and with the three ops on the fast backend: the
+    output and running statistics bit for bit, the gradients to rounding (their float64 sums are
+    vector reductions, whose order is each loop's own)."""
+    arrays, opts, grad = case
+    fused = _batch_norm_relu_results(arrays, opts, grad, "fast")
+    three = _batch_norm_relu_results(arrays, opts, grad, "three ops")
+    ref = _batch_norm_relu_results(arrays, opts, grad, "reference")
+    rtol, atol = TOL[arrays["x"].dtype]
+    names = ["out", "dx", "dweight", "dbias", "dresidual", "running_mean", "running_var"]
+    for what, got, same, want in zip(names, fused, three, ref, strict=True):
+        if want is None:
+            assert got is None and same is None, what
+            continue
+        if what in ("out", "running_mean", "running_var"):
+            assert got.tobytes() == same.tobytes(), f"batch_norm_relu {opts} {what}: not the three ops' bits"
+        scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+        for other in (same, want):
+            np.testing.assert_allclose(
+                got, other, rtol=rtol, atol=atol * scale, err_msg=f"batch_norm_relu {opts} {what}"
+            )
+
+
+def test_batch_norm_relu_fast_equals_reference_and_the_three_ops() -> None:
+    matrix(batch_norm_relu_cases(), _check_batch_norm_relu, factor=2)
+
+
+def test_batch_norm_relu_fast_split_over_threads(split_and_blocked: None) -> None:
+    matrix(batch_norm_relu_cases(), _check_batch_norm_relu)
+
+
+def test_batch_norm_relu_edge_values_are_the_three_ops_results() -> None:
+    """Zeros of both signs, NaN and ±∞ in x, the residual and the gradient: ReLU's NaN passes
+    through, its masked cells hold +0.0 (the output is the three ops' bit for bit), and the
+    gradients are the three ops', NaN for NaN."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 4, 5)).astype(np.float32)
+    x[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    x[1, 1, 1, 1] = np.inf
+    residual = rng.standard_normal(x.shape).astype(np.float32)
+    residual[2, :, 2, :2] = [-0.0, np.inf]
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    g[:, :, 3, 0] = [[np.inf, -0.0], [np.nan, 1.0], [-np.inf, 0.0]]
+    for training in (True, False):
+        arrays = {"x": x, "running_mean": np.zeros(2, np.float32), "running_var": np.ones(2, np.float32)}
+        arrays |= {"weight": np.array([2.0, -1.0], np.float32), "bias": np.array([0.0, 0.5], np.float32)}
+        for res in (None, residual):
+            case_arrays = arrays | ({"residual": res} if res is not None else {})
+            fused = _batch_norm_relu_results(case_arrays, {"training": training}, lambda shape: g, "fast")
+            three = _batch_norm_relu_results(case_arrays, {"training": training}, lambda shape: g, "three ops")
+            assert fused[0].tobytes() == three[0].tobytes()
+            for a, b in zip(fused, three, strict=True):
+                assert (a is None and b is None) or np.allclose(a, b, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_batch_norm_relu_honours_a_replaced_relu_rule() -> None:
+    """Guided backpropagation replaces ReLU's backward (F.relu.override_backward): the fused op's ReLU
+    follows it too, on both backends, as the three ops would."""
+    from glassnet.visualize import guided_relu
+
+    rng = np.random.default_rng(8)
+    x, r = rng.standard_normal((2, 3, 4, 4)).astype(np.float32), rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    arrays = {"x": x, "running_mean": np.zeros(3, np.float32), "running_var": np.ones(3, np.float32), "residual": r}
+    with guided_relu():
+        want = _batch_norm_relu_results(arrays, {"training": True}, lambda shape: g, "three ops")
+        for how in ("fast", "reference"):
+            got = _batch_norm_relu_results(arrays, {"training": True}, lambda shape: g, how)
+            for a, b in zip(got, want, strict=True):
+                assert (a is None and b is None) or np.allclose(a, b, rtol=1e-5, atol=1e-6), how
+    assert not np.allclose(want[1], _batch_norm_relu_results(arrays, {"training": True}, lambda s: g, "fast")[1])
+
+
+def test_batch_norm_relu_checks_the_residual() -> None:
+    x = np.ones((2, 3, 4, 4), np.float32)
+    for backend in ("fast", "reference"):
+        with (
+            use_backend(backend),
+            pytest.raises(ValueError, match=r"residual must have the input's shape \(2, 3, 4, 4\), got \(2, 3, 4\)"),
+        ):
+            F.batch_norm_relu(x, np.zeros(3), np.ones(3), residual=np.ones((2, 3, 4), np.float32))
+    assert not fast_norm.supports_relu(x, residual=np.ones((2, 3, 4, 4)))  # float64 residual: the reference
+    assert fast_norm.supports_relu(x, residual=np.ones((2, 3, 4, 4), np.float32))
 
 
 def test_small_batch_norms_and_convolutions_need_no_numba(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,6 +74,8 @@ def test_training_gives_bit_identical_weights_on_1_and_2_threads(model: str) -> 
         ("conv2d", [(64, 16, 32, 32), (32, 16, 3, 3), None], {"padding": 1, "stride": 2}),  # 'gather'
         ("linear", [(64, 400), (120, 400), (120,)], {}),
         ("batch_norm", [(64, 16, 32, 32), (16,), (16,), (16,), (16,)], {}),
+        ("batch_norm_relu", [(64, 16, 32, 32), (16,), (16,), (16,), (16,)], {}),
+        ("batch_norm_relu", [(64, 16, 32, 32), (16,), (16,), (16,), (16,), True, 0.1, 1e-5, (64, 16, 32, 32)], {}),
     ],
 )
 def test_each_kernel_is_bit_identical_on_1_2_and_3_workers(
@@ -81,22 +83,22 @@ def test_each_kernel_is_bit_identical_on_1_2_and_3_workers(
 ) -> None:
     """In one process: the same op, forward and backward, with 1, 2 and 3 workers."""
     rng = np.random.default_rng(0)
-    arrays = [None if a is None else rng.standard_normal(a).astype(np.float32) for a in args]
-    if op == "batch_norm":
+    arrays = [a if not isinstance(a, tuple) else rng.standard_normal(a).astype(np.float32) for a in args]
+    if op.startswith("batch_norm"):
         arrays[2] = np.abs(arrays[2]) + 0.5  # a variance
     results = []
     monkeypatch.setattr(backend, "_workers", backend.num_workers())  # restored afterwards
     for workers in (1, 2, 3):
         backend.set_num_threads(workers)
         fn = getattr(F, op)
-        copies = [None if a is None else a.copy() for a in arrays]  # batch_norm updates running stats
+        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in arrays]  # batch norm updates running stats
         out, ctx = fn.forward(*copies, **kwargs)
         assert ctx.backend == "fast" or op == "linear"
         if op == "conv2d":
             assert ctx.path == kwargs.get("algorithm", ctx.path)
         ctx["needs_input_grad"] = (True,) * len(arrays)
         grads = fn.backward(np.random.default_rng(1).standard_normal(out.shape).astype(np.float32), ctx)
-        results.append([out, *(g for g in grads if g is not None), *(c for c in copies if c is not None)])
+        results.append([out, *(g for g in grads if g is not None), *(c for c in copies if isinstance(c, np.ndarray))])
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             assert a.tobytes() == b.tobytes(), op

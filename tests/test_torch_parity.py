@@ -50,13 +50,21 @@ ARGS: dict[str, tuple[str, ...]] = {
     "conv2d": ("x", "weight", "bias"),
     "linear": ("x", "weight", "bias"),
     "batch_norm": ("x", "running_mean", "running_var", "weight", "bias"),
+    "batch_norm_relu": ("x", "running_mean", "running_var", "weight", "bias", "residual"),
     "cross_entropy": ("logits", "target"),
     "binary_cross_entropy_with_logits": ("logits", "target"),
     "mse_loss": ("pred", "target"),
 }
 # Arguments without a gradient (labels, running statistics).
-NO_GRAD = {"cross_entropy": {"target"}, "batch_norm": {"running_mean", "running_var"}}
-STATE = {"batch_norm": ("running_mean", "running_var")}
+NO_GRAD = {
+    "cross_entropy": {"target"},
+    "batch_norm": {"running_mean", "running_var"},
+    "batch_norm_relu": {"running_mean", "running_var"},
+}
+STATE = {"batch_norm": ("running_mean", "running_var"), "batch_norm_relu": ("running_mean", "running_var")}
+# Ops whose array arguments are passed by name, and where each one's gradient sits in backward's
+# result (batch_norm_relu's residual comes after training, momentum and eps).
+BY_NAME = {"batch_norm_relu": (0, 1, 2, 3, 4, 8)}
 EXACT_OPS = {"max_pool2d"}
 
 
@@ -166,7 +174,7 @@ def torch_reference(
     elif op == "dropout":
         torch.manual_seed(o["seed"])
         out = tf.dropout(x, o.get("p", 0.5), o.get("training", True))
-    elif op == "batch_norm":
+    elif op in ("batch_norm", "batch_norm_relu"):
         out = tf.batch_norm(
             x,
             t.get("running_mean"),
@@ -177,6 +185,8 @@ def torch_reference(
             momentum=o.get("momentum", 0.1),
             eps=o.get("eps", 1e-5),
         )
+        if op == "batch_norm_relu":
+            out = tf.relu(out + t["residual"] if "residual" in t else out)
     elif op == "local_response_norm":
         out = tf.local_response_norm(x, o["size"], o.get("alpha", 1e-4), o.get("beta", 0.75), o.get("k", 1.0))
     elif op == "cross_entropy":
@@ -214,8 +224,13 @@ def glassnet_run(
     o = dict(opts)
     if op == "dropout":
         o["rng"] = np.random.default_rng(o.pop("seed"))
-    out, ctx = getattr(F, f"{op}_forward")(*(arrays.get(n) for n in names), **o)
-    grads = getattr(F, f"{op}_backward")(np.array(grad_out), ctx)
+    if op in BY_NAME:
+        out, ctx = getattr(F, f"{op}_forward")(**{n: arrays.get(n) for n in names}, **o)
+        grads = getattr(F, f"{op}_backward")(np.array(grad_out), ctx)
+        grads = tuple(grads[i] for i in BY_NAME[op])
+    else:
+        out, ctx = getattr(F, f"{op}_forward")(*(arrays.get(n) for n in names), **o)
+        grads = getattr(F, f"{op}_backward")(np.array(grad_out), ctx)
     assert len(grads) == len(names), f"{op} backward returned {len(grads)} gradients for inputs {names}"
     res = {"out": np.asarray(out)}
     for name, g in zip(names, grads, strict=True):
@@ -678,6 +693,20 @@ def batch_norm_cases(draw: Any) -> tuple[dict, dict, int]:
         "eps": draw(st.sampled_from([1e-5, 1e-3])),
     }
     return {k: v.astype(dtype) for k, v in inputs.items()}, opts, seed
+
+
+def test_batch_norm_relu_matches_torch(torch: Any) -> None:
+    """relu(batch_norm(x) + residual) against torch's three ops, with and without the residual;
+    the gradient of the residual is ReLU's masked gradient."""
+
+    def check(case: Any) -> None:
+        inputs, opts, seed = case
+        rng = np.random.default_rng(seed)
+        if inputs["x"].ndim == 4 and rng.random() < 0.7:
+            inputs = {**inputs, "residual": rng.standard_normal(inputs["x"].shape).astype(inputs["x"].dtype)}
+        compare("batch_norm_relu", inputs, opts, normal_grad(seed + 1, inputs["x"].dtype))
+
+    run_matrix(batch_norm_cases(), check)
 
 
 def test_batch_norm_matches_torch(torch: Any) -> None:

@@ -231,6 +231,11 @@ class Op:
             return overrides[self][-1]
         return self.fast_backward if backend == "fast" else self.reference_backward  # type: ignore[return-value]
 
+    def overridden(self) -> bool:
+        """Whether an :meth:`override_backward` block replaces this op's backward (in this thread) now."""
+        overrides = getattr(_backward_overrides, "table", None)
+        return bool(overrides) and self in overrides
+
     @contextlib.contextmanager
     def override_backward(self, backward: Callable[..., tuple[Any, ...]]) -> Iterator[Op]:
         """Inside the block, every backward through this op (in this thread) calls ``backward``.

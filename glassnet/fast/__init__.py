@@ -15,8 +15,10 @@ conv2d         :mod:`.conv`: im2col by shifted slices, batch-innermost or gather
                transforms, 2.25× fewer multiplications)
 max_pool2d     :mod:`.pool`: separable two-pass maximum with uint8 winners
                (windows up to 255 cells), split over worker threads
-batch_norm     :mod:`.norm`: one fused Numba loop a pass (float64 row sums, x̂ in
-               place, dx folded into per-channel coefficients); split over worker threads
+batch_norm     :mod:`.norm`: one fused Numba loop a pass (float64 row sums, x̂
+               recomputed, dx folded into per-channel coefficients); split over worker threads
+batch_norm_    :mod:`.norm`: the same loops with the residual's addition and ReLU inside
+relu           them (one pass where three ops take five)
 relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwise AND),
                split over worker threads
 =============  ===================================================================
@@ -36,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..functional import batch_norm, conv2d, max_pool2d, relu, relu6
+from ..functional import batch_norm, batch_norm_relu, conv2d, max_pool2d, relu, relu6
 from . import activation, conv, gather, norm, pool, winograd
 
 conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
@@ -44,6 +46,7 @@ max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supp
 relu.register_fast(activation.relu_forward, activation.relu_backward, supports=activation.supports)
 relu6.register_fast(activation.relu6_forward, activation.relu6_backward, supports=activation.supports)
 batch_norm.register_fast(norm.batch_norm_forward, norm.batch_norm_backward, supports=norm.supports)
+batch_norm_relu.register_fast(norm.batch_norm_relu_forward, norm.batch_norm_relu_backward, supports=norm.supports_relu)
 
 
 def warm_up(dtype: Any = np.float32) -> None:
@@ -66,6 +69,11 @@ def warm_up(dtype: Any = np.float32) -> None:
     for training, weight in ((True, ones), (False, ones), (True, None)):
         out, ctx = norm.batch_norm_forward(big, zeros.copy(), ones.copy(), weight, None, training)
         norm.batch_norm_backward(np.ones_like(out), ctx)
+        for residual in (None, big):
+            out, ctx = norm.batch_norm_relu_forward(
+                big, zeros.copy(), ones.copy(), weight, None, training, residual=residual
+            )
+            norm.batch_norm_relu_backward(np.ones_like(out), ctx)
 
 
 __all__ = ["activation", "conv", "gather", "norm", "pool", "warm_up", "winograd"]

@@ -20,7 +20,7 @@ file                ops
 ``pool.py``         max_pool2d, avg_pool2d, adaptive_avg_pool2d, global_avg_pool2d
 ``activation.py``   relu, leaky_relu, sigmoid, tanh, softmax, log_softmax
 ``linear.py``       linear, flatten, dropout
-``norm.py``         batch_norm, local_response_norm
+``norm.py``         batch_norm, batch_norm_relu, local_response_norm
 ``loss.py``         cross_entropy, binary_cross_entropy_with_logits, mse_loss
 ==================  ==========================================
 """
@@ -30,7 +30,7 @@ from .activation import leaky_relu, log_softmax, relu, relu6, sigmoid, softmax, 
 from .conv import conv2d
 from .linear import dropout, flatten, linear
 from .loss import NonFiniteLossError, binary_cross_entropy_with_logits, cross_entropy, mse_loss
-from .norm import batch_norm, local_response_norm
+from .norm import batch_norm, batch_norm_relu, local_response_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
 
 # name_forward / name_backward: the op's forward and backward as functions, dispatching like the op
@@ -52,6 +52,7 @@ binary_cross_entropy_with_logits_forward, binary_cross_entropy_with_logits_backw
 cross_entropy_forward, cross_entropy_backward = front_pair(cross_entropy)
 mse_loss_forward, mse_loss_backward = front_pair(mse_loss)
 batch_norm_forward, batch_norm_backward = front_pair(batch_norm)
+batch_norm_relu_forward, batch_norm_relu_backward = front_pair(batch_norm_relu)
 local_response_norm_forward, local_response_norm_backward = front_pair(local_response_norm)
 adaptive_avg_pool2d_forward, adaptive_avg_pool2d_backward = front_pair(adaptive_avg_pool2d)
 avg_pool2d_forward, avg_pool2d_backward = front_pair(avg_pool2d)
@@ -74,6 +75,9 @@ __all__ = [
     "batch_norm",
     "batch_norm_backward",
     "batch_norm_forward",
+    "batch_norm_relu",
+    "batch_norm_relu_backward",
+    "batch_norm_relu_forward",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
     "binary_cross_entropy_with_logits_forward",

@@ -1,4 +1,5 @@
-"""Normalisation: batch normalisation and local response normalisation (AlexNet's "Norm").
+"""Normalisation: batch normalisation (alone, or followed by a residual addition and ReLU in one op)
+and local response normalisation (AlexNet's "Norm").
 
 The reference, written against the Array API (``xp`` is the input's namespace).
 """
@@ -11,6 +12,7 @@ from typing import Any
 from ..backend import array_namespace, as_float, asarray_like, device_of
 from ._args import shape_of
 from ._op import Context, Op
+from .activation import relu, relu_forward
 
 
 def _bn_check(x: Any, training: bool, **per_channel: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -113,6 +115,64 @@ def batch_norm_backward(grad: Any, ctx: Context) -> tuple[Any, ...]:
 
 
 batch_norm = Op(batch_norm_forward, batch_norm_backward, nondifferentiable=("running_mean", "running_var"))
+
+
+def residual_argument(x: Any, residual: Any) -> Any:
+    """``residual`` as a float array of ``x``'s shape (or None): batch_norm_relu's check, shared by the fast kernel."""
+    if residual is None:
+        return None
+    residual = as_float(residual, "batch_norm_relu residual")
+    if shape_of(residual) != shape_of(x):
+        raise ValueError(
+            f"batch_norm_relu: residual must have the input's shape {shape_of(x)}, got {shape_of(residual)}"
+        )
+    return residual
+
+
+def batch_norm_relu_forward(
+    x: Any,
+    running_mean: Any,
+    running_var: Any,
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    residual: Any = None,
+) -> tuple[Any, Context]:
+    """relu(batch_norm(x) + residual): batch norm, the shortcut's addition and ReLU as one op.
+
+    The definition is these three ops in a row (``residual`` is optional: then
+    relu(batch_norm(x))), with batch_norm's arguments and rules. x and residual
+    [N, C, H, W] (or [N, C]) → the same shape. It is what a ResNet block ends with
+    (:class:`glassnet.models.BasicBlock` calls it under the fast backend), and it exists for
+    the fast kernel (:mod:`glassnet.fast.norm`), which reads and writes the activations in
+    one pass where the three ops take five: the output is the three ops' bit for bit, the
+    gradients to rounding.
+    """
+    y, bn_ctx = batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum, eps)
+    residual = residual_argument(x, residual)
+    if residual is not None:
+        y = y + residual
+    out, relu_ctx = relu_forward(y)
+    return out, Context(bn=bn_ctx, relu=relu_ctx, has_residual=residual is not None)
+
+
+def batch_norm_relu_backward(grad: Any, ctx: Context) -> tuple[Any, ...]:
+    """ReLU's rule, then batch norm's: ``(dx, None, None, dweight, dbias, None, None, None, dresidual)``.
+
+    ReLU's rule is looked up as ReLU's own (``relu.backward_for``), so a rule that replaces
+    it (:meth:`Op.override_backward`, e.g. guided backpropagation) applies here too. The
+    residual receives the gradient of the sum, ReLU's output gradient.
+    """
+    (g,) = relu.backward_for("reference")(grad, ctx.relu)
+    dx, _, _, dweight, dbias = batch_norm_backward(g, ctx.bn)
+    return dx, None, None, dweight, dbias, None, None, None, (g if ctx.has_residual else None)
+
+
+batch_norm_relu = Op(
+    batch_norm_relu_forward, batch_norm_relu_backward, nondifferentiable=("running_mean", "running_var")
+)
 
 
 def _channel_window_sum(a: Any, before: int, after: int) -> Any:

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..autograd.function import get_backend
 from ..autograd.ops import cat
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential
 from ..nn.init import make_rng
@@ -141,12 +142,29 @@ class BasicBlock(Module):
         return "downsample" in self._modules
 
     def forward(self, x: Any) -> Any:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        fused = self.fuses(x)
+        out = self.conv1(x)
+        out = self.bn1.forward_relu(out) if fused else self.relu(self.bn1(out))
+        out = self.conv2(out)
+        if not fused:
+            out = self.bn2(out)
         identity = self.downsample(x) if self.has_downsample else x
         if tuple(out.shape) != tuple(identity.shape):
             raise ValueError(f"BasicBlock: residual {tuple(out.shape)} and shortcut {tuple(identity.shape)} differ")
-        return F.relu(out + identity)
+        return self.bn2.forward_relu(out, residual=identity) if fused else F.relu(out + identity)
+
+    def fuses(self, x: Any) -> bool:
+        """Whether this forward runs bn1 + ReLU and bn2 + shortcut + ReLU as one op each
+        (:func:`F.batch_norm_relu <glassnet.functional.batch_norm_relu>`): under the fast backend,
+        on NumPy data, when no hook watches bn1, relu or bn2.
+
+        The output is the same bit for bit and the gradients to rounding; the fused op reads and
+        writes the activations once where the three steps do it five times. Under
+        ``use_backend("reference")``, in a shape-only trace and whenever a hook would miss an
+        output, the block runs the textbook steps one by one.
+        """
+        watched = any(m._forward_hooks or m._forward_pre_hooks for m in (self.bn1, self.relu, self.bn2))
+        return get_backend() == "fast" and isinstance(getattr(x, "data", None), np.ndarray) and not watched
 
     def extra_repr(self) -> str:
         return f"{self.inplanes}, {self.planes}" + (f", stride={self.stride}" if self.stride != 1 else "")

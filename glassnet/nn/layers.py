@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..autograd.function import inside_module
 from ..autograd.tensor import no_grad
 from ..backend import get_default_dtype
 from ..functional._args import pair
@@ -412,7 +413,8 @@ class _BatchNorm(Module):
             self.num_batches_tracked[...] = 0
         return self
 
-    def forward(self, x: Any) -> Any:
+    def _arguments(self, x: Any) -> tuple[Any, ...]:
+        """F.batch_norm's arguments after x for this call (x checked, ``num_batches_tracked`` counted)."""
         if x.ndim != self._ndim or x.shape[1] != self.num_features:
             want = "[N, C, H, W]" if self._ndim == 4 else "[N, C]"
             raise ValueError(
@@ -427,9 +429,20 @@ class _BatchNorm(Module):
         tracing = type(x.data).__name__ == "MetaArray"
         if use_batch and self.track_running_stats and not tracing:
             self.num_batches_tracked += 1
-        return F.batch_norm(
-            x, self.running_mean, self.running_var, self.weight, self.bias, use_batch, self.momentum, self.eps
-        )
+        return self.running_mean, self.running_var, self.weight, self.bias, use_batch, self.momentum, self.eps
+
+    def forward(self, x: Any) -> Any:
+        return F.batch_norm(x, *self._arguments(x))
+
+    def forward_relu(self, x: Any, residual: Any = None) -> Any:
+        """relu(self(x) + residual) as one op, :func:`F.batch_norm_relu <glassnet.functional.batch_norm_relu>`
+        (what :class:`~glassnet.models.BasicBlock` runs under the fast backend).
+
+        The same output as the three steps, bit for bit (gradients to rounding); recorded as this
+        module's, but its hooks are not called (there is no separate batch-norm output to show them).
+        """
+        with inside_module(self):
+            return F.batch_norm_relu(x, *self._arguments(x), residual=residual)
 
     def extra_repr(self) -> str:
         rest = kwargs_repr(
