@@ -193,6 +193,15 @@ def test_batch_norm(shape: tuple[int, ...], training: bool, device: Any) -> None
 
 
 @pytest.mark.parametrize("residual", [True, False])
+def test_conv2d_bn_relu(residual: bool, device: Any) -> None:
+    rng = _rng(14)
+    x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    stats = (rng.standard_normal(4) * 0.1, rng.uniform(0.5, 2, 4), rng.standard_normal(4), rng.standard_normal(4))
+    r = rng.standard_normal((2, 4, 5, 5)) if residual else None
+    compare(F.conv2d_bn_relu, (x, w, b, *stats, 1e-5, r, 1, 1), {}, device)
+
+
+@pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("training", [True, False])
 def test_batch_norm_relu(residual: bool, training: bool, device: Any) -> None:
     rng = _rng(13)
@@ -220,7 +229,8 @@ def test_every_functional_op_is_covered() -> None:
     tested = {
         "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "global_avg_pool2d", "relu", "relu6", "leaky_relu",
         "sigmoid", "tanh", "softmax", "log_softmax", "flatten", "dropout", "local_response_norm", "linear",
-        "batch_norm", "batch_norm_relu", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+        "batch_norm", "batch_norm_relu", "conv2d_bn_relu", "cross_entropy", "binary_cross_entropy_with_logits",
+        "mse_loss",
     }  # fmt: skip
     assert {name for name in F.__all__ if isinstance(getattr(F, name), Op)} == tested
 

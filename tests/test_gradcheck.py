@@ -556,6 +556,18 @@ def test_batch_norm_inference(shape: tuple[int, ...]) -> None:
 
 
 @pytest.mark.parametrize("residual", [True, False])
+def test_conv2d_bn_relu(residual: bool) -> None:
+    """relu(batch_norm(conv2d(x)) + residual) with fixed statistics: x, the conv's weight and bias,
+    γ, β and the residual (stride 2, padding 1)."""
+    rng = _rng(17)
+    x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    stats = (rng.standard_normal(4) * 0.1, rng.uniform(0.5, 2.0, 4))
+    bn = (rng.uniform(0.5, 1.5, 4), rng.standard_normal(4))
+    r = away_from_zero(rng.standard_normal((2, 4, 3, 3)), 0.3) if residual else None
+    check_op(F.conv2d_bn_relu, x, w, b, *stats, *bn, 1e-5, r, 2, 1, expect=6 if residual else 5)
+
+
+@pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("training", [True, False])
 def test_batch_norm_relu(residual: bool, training: bool) -> None:
     """relu(batch_norm(x) + residual): x, γ, β and the residual, in training and inference (inputs

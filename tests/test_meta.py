@@ -21,6 +21,7 @@ CASES: list[tuple[Op, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
     (F.conv2d, ((1, 4, 9, 8), (6, 2, 3, 2), (6,)), {"stride": (2, 1), "padding": ((1, 0), (2, 1)), "groups": 2}),
     (F.conv2d, ((1, 3, 7, 7), (3, 1, 3, 3)), {"groups": 3, "dilation": 2, "padding": "same", "stride": 2}),
     (F.conv2d, ((2, 2, 6, 5), (5, 2, 2, 3)), {"padding": "valid", "flip": True}),
+    (F.conv2d_bn_relu, ((2, 3, 9, 8), (4, 3, 3, 3), (4,), (4,), (4,)), {"stride": 2, "padding": 1}),
     (F.max_pool2d, ((2, 3, 9, 8),), {"kernel_size": 2}),
     (F.max_pool2d, ((2, 3, 9, 8),), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
     (F.max_pool2d, ((1, 1, 9, 9),), {"kernel_size": (2, 3), "stride": 1, "dilation": (2, 1)}),
@@ -46,6 +47,8 @@ CASES: list[tuple[Op, tuple[tuple[int, ...], ...], dict[str, Any]]] = [
 def _real(shape: tuple[int, ...], op: Op, position: int) -> np.ndarray:
     if op is F.cross_entropy and position == 1:
         return np.zeros(shape, dtype=np.int64)
+    if op is F.conv2d_bn_relu and position == 4:
+        return np.ones(shape)  # a variance
     if op is F.binary_cross_entropy_with_logits and position == 1:
         return np.random.default_rng(position).uniform(0, 1, shape)  # targets are probabilities
     return np.random.default_rng(position).standard_normal(shape)

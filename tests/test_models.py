@@ -445,6 +445,10 @@ def test_basic_block_fuses_its_batch_norms_and_relus_only_where_nothing_can_tell
         handle.remove()
         assert "batch_norm_relu" not in names and seen == [(2, 32, 4, 4)]
     assert [c.name for c in glassnet.trace(block, (2, 16, 8, 8)).calls][:4] == ["conv1", "bn1", "relu", "conv2"]
+    block.eval()
+    assert [n for n in _op_names(block(x)) if n != "batch_norm"] == ["conv2d", "conv2d_bn_relu", "conv2d_bn_relu"]
+    with glassnet.use_backend("reference"):
+        assert "conv2d_bn_relu" not in _op_names(block(x))
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -464,7 +468,8 @@ def test_resnet_with_fused_blocks_computes_what_the_textbook_steps_compute(
         if not fuses:
             monkeypatch.setattr(BasicBlock, "fuses", lambda self, x: False)
         logits = model(glassnet.Tensor(x))
-        assert ("batch_norm_relu" in _op_names(logits)) == fuses
+        fused_op = "batch_norm_relu" if training else "conv2d_bn_relu"  # fixed statistics: with the conv
+        assert (fused_op in _op_names(logits)) == fuses
         glassnet.functional.cross_entropy(logits, np.arange(4) % 10).backward()
         grads = {n: p.grad for n, p in model.named_parameters()}
         results.append((logits.numpy(), dict(model.named_buffers()), grads))
@@ -474,6 +479,46 @@ def test_resnet_with_fused_blocks_computes_what_the_textbook_steps_compute(
     for name in g1:
         scale = max(1.0, float(np.abs(g2[name]).max()))
         np.testing.assert_allclose(g1[name], g2[name], rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+def test_resnet_inference_folds_batch_norm_into_the_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In eval mode under no_grad each block is two conv2d_bn_relu ops (Winograd with the batch norm
+    folded in, the shortcut and ReLU applied as it writes): the logits equal the step-by-step
+    blocks' to float32 rounding, and a hook on a conv turns it off for that block."""
+    from glassnet.models import resnet_cifar
+
+    rng = np.random.default_rng(3)
+    model = resnet_cifar(8, rng=0)
+    for m in model.modules():  # statistics and affine parameters that matter
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean[...] = rng.standard_normal(m.num_features) * 0.2
+            m.running_var[...] = rng.uniform(0.5, 2.0, m.num_features)
+            m.weight.data = rng.uniform(0.5, 1.5, m.num_features).astype(np.float32)
+            m.bias.data = (rng.standard_normal(m.num_features) * 0.2).astype(np.float32)
+    model.eval()
+    x = glassnet.Tensor(rng.standard_normal((32, 3, 32, 32)).astype(np.float32))
+    folded: list[bool] = []
+    forward = glassnet.fast.fused.conv2d_bn_relu_forward
+
+    def spy(*a: Any, **k: Any) -> Any:
+        out, ctx = forward(*a, **k)
+        folded.append(ctx.folded)
+        return out, ctx
+
+    monkeypatch.setattr(glassnet.functional.conv2d_bn_relu, "fast_forward", spy)
+    with glassnet.no_grad():
+        got = model(x).numpy()
+    # 3 blocks × 2 convolutions; the stride-2 first ones of layer2 and layer3 (not Winograd's) run as two ops
+    assert folded == [True, True, False, True, False, True]
+    with glassnet.no_grad():
+        handle = model.layer1[0].conv1.register_forward_hook(lambda m, a, out: None)
+        model(x)
+        handle.remove()
+    assert len(folded) == 10  # the watched block ran step by step
+    monkeypatch.setattr(BasicBlock, "fuses", lambda self, x: False)
+    with glassnet.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
 
 
 def test_guided_backprop_through_fused_resnet_blocks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ forced worker-thread splits and cache blocks, and max-pooling inputs full of tie
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,7 @@ def matrix(strategy: st.SearchStrategy, check: Any, factor: int = 1) -> None:
 def test_every_fast_kernel_is_in_this_matrix() -> None:
     """A new fast kernel needs a matrix here: the ops with a fast pair are exactly these."""
     fast_ops = {name for name in F.__all__ if isinstance(getattr(F, name), Op) and getattr(F, name).fast_forward}
-    assert fast_ops == {"batch_norm", "batch_norm_relu", "conv2d", "max_pool2d", "relu", "relu6"}
+    assert fast_ops == {"batch_norm", "batch_norm_relu", "conv2d", "conv2d_bn_relu", "max_pool2d", "relu", "relu6"}
 
 
 # ------------------------------------------------------------------------------------------------ conv2d
@@ -630,6 +631,91 @@ def test_batch_norm_relu_checks_the_residual() -> None:
             F.batch_norm_relu(x, np.zeros(3), np.ones(3), residual=np.ones((2, 3, 4), np.float32))
     assert not fast_norm.supports_relu(x, residual=np.ones((2, 3, 4, 4)))  # float64 residual: the reference
     assert fast_norm.supports_relu(x, residual=np.ones((2, 3, 4, 4), np.float32))
+
+
+# -------------------------------------------------------------------------------------- conv2d_bn_relu
+
+
+@st.composite
+def conv_bn_relu_cases(draw: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """3×3 stride-1 layers (Winograd's, so that inference folds them) and now and then a strided one."""
+    dtype = draw(DTYPES)
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    h, w = draw(st.integers(3, 9)), draw(st.integers(3, 9))
+    stride = draw(st.sampled_from([1, 1, 1, 2]))
+    pads = ((draw(st.integers(0, 2)), draw(st.integers(0, 2))), (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
+    ho, wo = (h + sum(pads[0]) - 3) // stride + 1, (w + sum(pads[1]) - 3) // stride + 1
+    assume(ho >= 1 and wo >= 1)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+
+    def maybe(shape: tuple[int, ...], scale: float = 1.0) -> Any:
+        return (rng.standard_normal(shape) * scale).astype(dtype) if draw(st.booleans()) else None
+
+    arrays = {
+        "x": rng.standard_normal((n, c, h, w)).astype(dtype),
+        "weight": rng.standard_normal((f, c, 3, 3)).astype(dtype),
+        "bias": maybe((f,)),
+        "running_mean": (rng.standard_normal(f) * 0.5).astype(dtype),
+        "running_var": rng.uniform(0.5, 2, f).astype(dtype),
+        "bn_weight": maybe((f,)),
+        "bn_bias": maybe((f,)),
+        "residual": maybe((n, f, ho, wo)),
+    }
+    opts = {"stride": stride, "padding": pads, "flip": draw(st.booleans()), "eps": draw(st.sampled_from([1e-5, 0.1]))}
+    return arrays, opts, normal_grad(draw(st.integers(0, 100)), dtype)
+
+
+def _conv_bn_relu_results(arrays: dict[str, Any], opts: dict[str, Any], grad: Any, backend: str, record: bool) -> Any:
+    """(results, ctx): [out, dx, dweight, dbias, dbn_weight, dbn_bias, dresidual] from ``backend``, the
+    forward under no_grad unless ``record`` (the fast pair folds the batch norm only then)."""
+    with use_backend(backend):
+        with contextlib.nullcontext() if record else glassnet.no_grad():
+            out, ctx = F.conv2d_bn_relu.forward(**arrays, **opts)
+        assert ctx.backend == backend
+        ctx["needs_input_grad"] = (True,) * 9
+        grads = F.conv2d_bn_relu.backward(grad(out.shape), ctx)
+    return [out, *(grads[i] for i in (0, 1, 2, 5, 6, 8))], ctx
+
+
+def _check_conv_bn_relu(case: Any) -> None:
+    """Folded (inference) and in two ops (recording), the fast pair equals the reference; a
+    Winograd layer under no_grad really folds, and its backward (recomputed) is right too."""
+    arrays, opts, grad = case
+    want, _ = _conv_bn_relu_results(arrays, opts, grad, "reference", True)
+    for record in (False, True):
+        got, ctx = _conv_bn_relu_results(arrays, opts, grad, "fast", record)
+        winograd = opts["stride"] == 1 and min(arrays["weight"].shape[:2]) >= 2  # Winograd wants 2+ channels
+        assert ctx.folded == (not record and winograd), (record, opts)
+        rtol, atol = TOL[arrays["x"].dtype]
+        names = ["out", "dx", "dweight", "dbias", "dbn_weight", "dbn_bias", "dresidual"]
+        for what, a, b in zip(names, got, want, strict=True):
+            if b is None:
+                assert a is None, what
+                continue
+            scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * scale, err_msg=f"conv2d_bn_relu {opts} {what}")
+
+
+def test_conv2d_bn_relu_fast_equals_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WINOGRAD_MIN", "WINOGRAD_MIN_POSITIONS", "WINOGRAD_MIN_USEFUL", "GATHER_MIN"):
+        monkeypatch.setattr(fast_conv, name, 0 if name != "GATHER_MIN" else 2**62)
+    matrix(conv_bn_relu_cases(), _check_conv_bn_relu, factor=2)
+
+
+def test_conv2d_bn_relu_declines_to_fold_what_winograd_does_not_take() -> None:
+    """A small layer (below Winograd's thresholds) runs as the two ops even under no_grad; bad
+    arguments raise the two ops' errors."""
+    x, w = np.ones((1, 2, 4, 4), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    stats = (np.zeros(3, np.float32), np.ones(3, np.float32))
+    with glassnet.no_grad():
+        _, ctx = F.conv2d_bn_relu.forward(x, w, None, *stats, padding=1)
+        assert ctx.backend == "fast" and not ctx.folded
+        with pytest.raises(ValueError, match=r"running_mean must have shape \(3,\), got \(2,\)"):
+            F.conv2d_bn_relu(x, w, None, np.zeros(2, np.float32), stats[1], padding=1)
+        with pytest.raises(
+            ValueError, match=r"residual must have the input's shape \(1, 3, 4, 4\), got \(1, 3, 2, 2\)"
+        ):
+            F.conv2d_bn_relu(x, w, None, *stats, residual=np.ones((1, 3, 2, 2), np.float32), padding=1)
 
 
 def test_small_batch_norms_and_convolutions_need_no_numba(monkeypatch: pytest.MonkeyPatch) -> None:

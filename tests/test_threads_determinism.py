@@ -10,6 +10,7 @@ would split products by its thread count and round differently.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import sys
 import numpy as np
 import pytest
 
+import glassnet
 import glassnet.functional as F
 from glassnet import backend
 
@@ -76,6 +78,7 @@ def test_training_gives_bit_identical_weights_on_1_and_2_threads(model: str) -> 
         ("batch_norm", [(64, 16, 32, 32), (16,), (16,), (16,), (16,)], {}),
         ("batch_norm_relu", [(64, 16, 32, 32), (16,), (16,), (16,), (16,)], {}),
         ("batch_norm_relu", [(64, 16, 32, 32), (16,), (16,), (16,), (16,), True, 0.1, 1e-5, (64, 16, 32, 32)], {}),
+        ("conv2d_bn_relu", [(64, 16, 32, 32), (16, 16, 3, 3), None, (16,), (16,), (16,), (16,)], {"padding": 1}),
     ],
 )
 def test_each_kernel_is_bit_identical_on_1_2_and_3_workers(
@@ -86,14 +89,19 @@ def test_each_kernel_is_bit_identical_on_1_2_and_3_workers(
     arrays = [a if not isinstance(a, tuple) else rng.standard_normal(a).astype(np.float32) for a in args]
     if op.startswith("batch_norm"):
         arrays[2] = np.abs(arrays[2]) + 0.5  # a variance
+    if op == "conv2d_bn_relu":
+        arrays[4] = np.abs(arrays[4]) + 0.5
     results = []
     monkeypatch.setattr(backend, "_workers", backend.num_workers())  # restored afterwards
     for workers in (1, 2, 3):
         backend.set_num_threads(workers)
         fn = getattr(F, op)
         copies = [a.copy() if isinstance(a, np.ndarray) else a for a in arrays]  # batch norm updates running stats
-        out, ctx = fn.forward(*copies, **kwargs)
+        # conv2d_bn_relu under no_grad: the folded Winograd path (its backward recomputes the two ops)
+        with glassnet.no_grad() if op == "conv2d_bn_relu" else contextlib.nullcontext():
+            out, ctx = fn.forward(*copies, **kwargs)
         assert ctx.backend == "fast" or op == "linear"
+        assert ctx.get("folded", op == "conv2d_bn_relu") == (op == "conv2d_bn_relu")
         if op == "conv2d":
             assert ctx.path == kwargs.get("algorithm", ctx.path)
         ctx["needs_input_grad"] = (True,) * len(arrays)

@@ -16,6 +16,7 @@ same flat dict: ``out``, ``grad.<input>`` and ``state.<buffer>`` (batch-norm run
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -51,6 +52,7 @@ ARGS: dict[str, tuple[str, ...]] = {
     "linear": ("x", "weight", "bias"),
     "batch_norm": ("x", "running_mean", "running_var", "weight", "bias"),
     "batch_norm_relu": ("x", "running_mean", "running_var", "weight", "bias", "residual"),
+    "conv2d_bn_relu": ("x", "weight", "bias", "running_mean", "running_var", "bn_weight", "bn_bias", "residual"),
     "cross_entropy": ("logits", "target"),
     "binary_cross_entropy_with_logits": ("logits", "target"),
     "mse_loss": ("pred", "target"),
@@ -60,11 +62,12 @@ NO_GRAD = {
     "cross_entropy": {"target"},
     "batch_norm": {"running_mean", "running_var"},
     "batch_norm_relu": {"running_mean", "running_var"},
+    "conv2d_bn_relu": {"running_mean", "running_var"},
 }
 STATE = {"batch_norm": ("running_mean", "running_var"), "batch_norm_relu": ("running_mean", "running_var")}
 # Ops whose array arguments are passed by name, and where each one's gradient sits in backward's
-# result (batch_norm_relu's residual comes after training, momentum and eps).
-BY_NAME = {"batch_norm_relu": (0, 1, 2, 3, 4, 8)}
+# result (batch_norm_relu's residual comes after training, momentum and eps; conv2d_bn_relu's after eps).
+BY_NAME = {"batch_norm_relu": (0, 1, 2, 3, 4, 8), "conv2d_bn_relu": (0, 1, 2, 3, 4, 5, 6, 8)}
 EXACT_OPS = {"max_pool2d"}
 
 
@@ -174,6 +177,12 @@ def torch_reference(
     elif op == "dropout":
         torch.manual_seed(o["seed"])
         out = tf.dropout(x, o.get("p", 0.5), o.get("training", True))
+    elif op == "conv2d_bn_relu":
+        y = _torch_conv2d(torch, x, t["weight"], t.get("bias"), o)
+        y = tf.batch_norm(
+            y, t["running_mean"], t["running_var"], t.get("bn_weight"), t.get("bn_bias"), False, eps=o.get("eps", 1e-5)
+        )
+        out = tf.relu(y + t["residual"] if "residual" in t else y)
     elif op in ("batch_norm", "batch_norm_relu"):
         out = tf.batch_norm(
             x,
@@ -693,6 +702,47 @@ def batch_norm_cases(draw: Any) -> tuple[dict, dict, int]:
         "eps": draw(st.sampled_from([1e-5, 1e-3])),
     }
     return {k: v.astype(dtype) for k, v in inputs.items()}, opts, seed
+
+
+def test_conv2d_bn_relu_matches_torch(torch: Any) -> None:
+    """relu(batch_norm(conv2d(x), running statistics) + residual) against torch's ops, on both the
+    folded inference path (forward under no_grad) and the recorded one."""
+    import glassnet
+
+    def check(case: Any) -> None:
+        inputs, opts, seed = case
+        rng = np.random.default_rng(seed)
+        x = inputs["x"]
+        f, (n, c, h, w) = int(rng.integers(2, 5)), x.shape
+        ho, wo = h - 2 + 2 * opts["padding"], w - 2 + 2 * opts["padding"]
+        more = {
+            "weight": rng.standard_normal((f, c, 3, 3)),
+            "bias": rng.standard_normal(f),
+            "running_mean": rng.standard_normal(f) * 0.3,
+            "running_var": rng.uniform(0.3, 2.0, f),
+            "bn_weight": rng.standard_normal(f),
+            "bn_bias": rng.standard_normal(f),
+            "residual": rng.standard_normal((n, f, ho, wo)),
+        }
+        always = ("weight", "running_mean", "running_var")
+        kept = {k: v.astype(x.dtype) for k, v in more.items() if k in always or rng.random() < 0.7}
+        inputs = {**inputs, **kept}
+        with glassnet.no_grad() if opts.pop("no_grad") else contextlib.nullcontext():
+            compare("conv2d_bn_relu", inputs, opts, normal_grad(seed + 1, x.dtype))
+
+    @st.composite
+    def cases(draw: Any) -> tuple[dict, dict, int]:
+        dtype, seed = draw(DTYPES), draw(SEEDS)
+        shape = (draw(st.integers(1, 3)), draw(st.integers(2, 4)), draw(st.integers(3, 7)), draw(st.integers(3, 7)))
+        x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+        opts = {
+            "padding": draw(st.integers(0, 1)),
+            "eps": draw(st.sampled_from([1e-5, 1e-3])),
+            "no_grad": draw(st.booleans()),
+        }
+        return {"x": x}, opts, seed
+
+    run_matrix(cases(), check)
 
 
 def test_batch_norm_relu_matches_torch(torch: Any) -> None:

@@ -19,6 +19,8 @@ batch_norm     :mod:`.norm`: one fused Numba loop a pass (float64 row sums, x̂
                recomputed, dx folded into per-channel coefficients); split over worker threads
 batch_norm_    :mod:`.norm`: the same loops with the residual's addition and ReLU inside
 relu           them (one pass where three ops take five)
+conv2d_bn_    :mod:`.fused`: in inference, batch norm folded into the convolution and, for
+relu           Winograd layers, the residual and ReLU applied as it writes its output
 relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwise AND),
                split over worker threads
 =============  ===================================================================
@@ -38,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ..functional import batch_norm, batch_norm_relu, conv2d, max_pool2d, relu, relu6
-from . import activation, conv, gather, norm, pool, winograd
+from ..functional import batch_norm, batch_norm_relu, conv2d, conv2d_bn_relu, max_pool2d, relu, relu6
+from . import activation, conv, fused, gather, norm, pool, winograd
 
 conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
 max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
@@ -47,6 +49,7 @@ relu.register_fast(activation.relu_forward, activation.relu_backward, supports=a
 relu6.register_fast(activation.relu6_forward, activation.relu6_backward, supports=activation.supports)
 batch_norm.register_fast(norm.batch_norm_forward, norm.batch_norm_backward, supports=norm.supports)
 batch_norm_relu.register_fast(norm.batch_norm_relu_forward, norm.batch_norm_relu_backward, supports=norm.supports_relu)
+conv2d_bn_relu.register_fast(fused.conv2d_bn_relu_forward, fused.conv2d_bn_relu_backward, supports=fused.supports)
 
 
 def warm_up(dtype: Any = np.float32) -> None:
@@ -64,6 +67,8 @@ def warm_up(dtype: Any = np.float32) -> None:
     for algorithm, stride in (("winograd", 1), ("gather", 2)):
         out, ctx = conv.conv2d_forward(x, w, None, stride, 1, algorithm=algorithm)
         conv.conv2d_backward(np.ones_like(out), ctx, True)
+    for residual in (None, x):  # the output transform with ReLU (conv2d_bn_relu in inference)
+        winograd.conv3x3(x, w, None, ((1, 1), (1, 1)), 1, relu=True, residual=residual)
     big = rng.standard_normal((1, 2, 4, max(8, norm.MIN_SIZE // 8))).astype(dtype)
     ones, zeros = np.ones(2, dtype), np.zeros(2, dtype)
     for training, weight in ((True, ones), (False, ones), (True, None)):
@@ -76,4 +81,4 @@ def warm_up(dtype: Any = np.float32) -> None:
             norm.batch_norm_relu_backward(np.ones_like(out), ctx)
 
 
-__all__ = ["activation", "conv", "gather", "norm", "pool", "warm_up", "winograd"]
+__all__ = ["activation", "conv", "fused", "gather", "norm", "pool", "warm_up", "winograd"]

@@ -37,6 +37,7 @@ the im2col of dOut along W only and adds back the k_h kernel rows.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -206,6 +207,42 @@ def _by_channel(fn: Any, c: int, parts: int) -> None:
     parallel(lambda k, p: fn(c * k // p, c * (k + 1) // p), min(parts, c))
 
 
+def choose_algorithm(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: Any,
+    groups: int,
+    out_hw: tuple[int, int],
+) -> str:
+    """The algorithm :func:`conv2d_forward` picks by itself for these (normalised) arguments."""
+    n, c, h, w = x_shape
+    f, _, kh, kw = w_shape
+    (pt, pb), (pl, pr) = pads
+    ho, wo = out_hw
+    hp, wp = h + pt + pb, w + pl + pr
+    t_count = kh * kw
+    macs = c * t_count * f // groups * n * ho * wo
+    if groups == 1 and c <= GATHER_MAX_CHANNELS and gather.AVAILABLE and c * t_count * n * ho * wo >= GATHER_MIN:
+        return "gather"
+    if (
+        macs >= WINOGRAD_MIN
+        and n * ho * wo >= WINOGRAD_MIN_POSITIONS
+        and min(c, f) >= 2
+        and ho * wo >= WINOGRAD_MIN_USEFUL * 4 * ((ho + 1) // 2) * ((wo + 1) // 2 + 1)
+        and winograd.applies((kh, kw), stride, dilation, groups, pads)
+    ):
+        return "winograd"
+    # the shift path's rows are W + max(P_l, P_r) wide when the narrower padding fits (below)
+    row = w + max(pl, pr) if min(pl, pr) <= (kw - 1) * dilation[1] else wp
+    if stride == (1, 1) and n * hp * row <= SHIFT_WASTE_LIMIT * n * ho * wo:
+        return "shift"
+    small = wo * n >= 64 and math.prod(x_shape) <= HWN_MAX_INPUT
+    big = c * t_count * n * ho * wo >= GATHER_MIN
+    return "gather" if big and not small and gather.AVAILABLE else "hwn"
+
+
 def conv2d_forward(
     x: Any,
     weight: Any,
@@ -233,33 +270,8 @@ def conv2d_forward(
     hp, wp = h + pt + pb, w + pl + pr
     m = n * hp * wp
     t_count = kh * kw
-    macs = c * t_count * f // groups * n * ho * wo
-    if (
-        algorithm is None
-        and groups == 1
-        and c <= GATHER_MAX_CHANNELS
-        and gather.AVAILABLE
-        and c * t_count * n * ho * wo >= GATHER_MIN
-    ):
-        algorithm = "gather"
-    if (
-        algorithm is None
-        and macs >= WINOGRAD_MIN
-        and n * ho * wo >= WINOGRAD_MIN_POSITIONS
-        and min(c, f) >= 2
-        and ho * wo >= WINOGRAD_MIN_USEFUL * 4 * ((ho + 1) // 2) * ((wo + 1) // 2 + 1)
-        and winograd.applies((kh, kw), stride, dilation, groups, pads)
-    ):
-        algorithm = "winograd"
     if algorithm is None:
-        # the shift path's rows are W + max(P_l, P_r) wide when the narrower padding fits (below)
-        row = w + max(pl, pr) if min(pl, pr) <= (kw - 1) * dilation[1] else wp
-        if stride == (1, 1) and n * hp * row <= SHIFT_WASTE_LIMIT * n * ho * wo:
-            algorithm = "shift"
-        else:
-            small = wo * n >= 64 and x.size <= HWN_MAX_INPUT
-            big = c * t_count * n * ho * wo >= GATHER_MIN
-            algorithm = "gather" if big and not small and gather.AVAILABLE else "hwn"
+        algorithm = choose_algorithm(x.shape, weight.shape, stride, dilation, pads, groups, (ho, wo))
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
     parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
 

@@ -4,8 +4,8 @@ The definitions are :func:`glassnet.functional.norm.batch_norm_forward` and
 :func:`~glassnet.functional.norm.batch_norm_relu_forward` (batch norm, + residual, ReLU) and
 their backwards. Same arguments, same checks (:func:`~glassnet.functional.norm.batch_norm_arguments`)
 and the same results to rounding; the fused op's output is bit for bit what batch_norm, the
-addition and relu give on this backend (its gradients to rounding). What changes is how many times the activations are read and
-written (in units of one activation-sized array):
+addition and relu give on this backend (its gradients to rounding). What changes is how many
+times the activations are read and written (in units of one activation-sized array):
 
 * training forward, three passes over x: row sums Σx (float64); Σ(x − μ)² (float64),
   nothing written; y = ((x − μ)·(1/σ))·γ + β written, and with the fused op ``+ residual``

@@ -127,14 +127,18 @@ def _input_tiles(x, n0, n1, th, pt, pl, v, ev, od, ue, uo):  # noqa: ANN001, ANN
                     v[e, c, n - n0, i * tw1 + tw1 - 1] = 0.0  # the spare tiles
 
 
-def _output_tiles(m, n0, n1, th, out, bias, s, ye, yo):  # noqa: ANN001, ANN202
+def _output_tiles(m, n0, n1, th, out, bias, s, ye, yo, r, relu, zero):  # noqa: ANN001, ANN202
     """out[n, k, 2i+a, 2j+b] = (Aᵀ m A)[a, b] + bias[k] for the tiles m[:, k, n − n0, i·(tw+1) + j].
 
-    Scratch: ``s`` [8, th·(tw+1)]; ``ye``/``yo`` [2, th·(tw+1)].
+    With ``relu``: max(that + r[n, k, 2i+a, 2j+b], 0) instead (a residual ``r`` unless it is
+    empty), NaN kept, +0.0 (``zero[0]``) for the rest. Scratch: ``s`` [8, th·(tw+1)];
+    ``ye``/``yo`` [2, th·(tw+1)].
     """
     _, k_count, ho, wo = out.shape
     plane = s.shape[1]
     tw1 = plane // th
+    add = r.shape[0] > 0
+    z = zero[0]
     for n in range(n0, n1):
         for k in range(k_count):
             bk = bias[k]
@@ -153,11 +157,26 @@ def _output_tiles(m, n0, n1, th, out, bias, s, ye, yo):  # noqa: ANN001, ANN202
             for i in range(th):
                 src = i * tw1
                 for a in range(min(2, ho - 2 * i)):
+                    row = 2 * i + a
+                    if not relu:
+                        for j in range(wo // 2):
+                            out[n, k, row, 2 * j] = ye[a, np.uint64(src + j)]
+                            out[n, k, row, 2 * j + 1] = yo[a, np.uint64(src + j)]
+                        if wo % 2:
+                            out[n, k, row, wo - 1] = ye[a, np.uint64(src + wo // 2)]
+                        continue
                     for j in range(wo // 2):
-                        out[n, k, 2 * i + a, 2 * j] = ye[a, np.uint64(src + j)]
-                        out[n, k, 2 * i + a, 2 * j + 1] = yo[a, np.uint64(src + j)]
+                        v0, v1 = ye[a, np.uint64(src + j)], yo[a, np.uint64(src + j)]
+                        if add:
+                            v0 += r[n, k, row, 2 * j]
+                            v1 += r[n, k, row, 2 * j + 1]
+                        out[n, k, row, 2 * j] = z if v0 <= 0.0 else v0
+                        out[n, k, row, 2 * j + 1] = z if v1 <= 0.0 else v1
                     if wo % 2:
-                        out[n, k, 2 * i + a, wo - 1] = ye[a, np.uint64(src + wo // 2)]
+                        v0 = ye[a, np.uint64(src + wo // 2)]
+                        if add:
+                            v0 += r[n, k, row, wo - 1]
+                        out[n, k, row, wo - 1] = z if v0 <= 0.0 else v0
 
 
 def _grad_tiles(g, n0, n1, th, dm, ge, go, we, wo):  # noqa: ANN001, ANN202
@@ -247,10 +266,20 @@ def _tile_buffer(channels: int, images: int, plane: int, dtype: Any) -> np.ndarr
     return np.empty((16, channels, images + 1, plane), dtype=dtype)
 
 
-def conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads: Any, parts: int) -> np.ndarray:
+def conv3x3(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    pads: Any,
+    parts: int,
+    relu: bool = False,
+    residual: np.ndarray | None = None,
+) -> np.ndarray:
     """Cross-correlation of x [N, C, H, W] with weight [K, C, 3, 3], stride 1: [N, K, H_out, W_out].
 
     H_out = H + P_top + P_bottom − 2 (and W_out alike); ``pads`` = ((P_t, P_b), (P_l, P_r)).
+    ``relu``: max(conv + residual, 0) instead, in the output transform (``residual`` [N, K, H_out,
+    W_out] or None): no pass of its own over the output.
     """
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
@@ -262,6 +291,8 @@ def conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads: An
     u = kernel_transform(weight.astype(dtype, copy=False))
     b = np.zeros(k, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     out = np.empty((n, k, ho, wo), dtype=dtype)
+    r = np.empty((0, 0, 0, 0), dtype) if residual is None else np.ascontiguousarray(residual, dtype=dtype)
+    zero = np.zeros(1, dtype)
     blocks = _image_blocks(n, max(c, k), th * (tw + 1), dtype.itemsize)
     kernels = _kernels()
 
@@ -281,7 +312,7 @@ def conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads: An
             t = (n1 - n0) * plane
             kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
             np.matmul(u, v[:, :, :t], out=m[:, :, :t])
-            kernels.output_tiles(m4, n0, n1, th, out, b, s, ye, yo)
+            kernels.output_tiles(m4, n0, n1, th, out, b, s, ye, yo, r, relu, zero)
 
     parallel(work, min(parts, len(blocks)))
     return out

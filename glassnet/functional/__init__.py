@@ -21,6 +21,7 @@ file                ops
 ``activation.py``   relu, leaky_relu, sigmoid, tanh, softmax, log_softmax
 ``linear.py``       linear, flatten, dropout
 ``norm.py``         batch_norm, batch_norm_relu, local_response_norm
+``fused.py``        conv2d_bn_relu (a convolution, its batch norm in inference and ReLU as one op)
 ``loss.py``         cross_entropy, binary_cross_entropy_with_logits, mse_loss
 ==================  ==========================================
 """
@@ -28,6 +29,7 @@ file                ops
 from ._op import Context, Op, front_pair
 from .activation import leaky_relu, log_softmax, relu, relu6, sigmoid, softmax, tanh
 from .conv import conv2d
+from .fused import conv2d_bn_relu
 from .linear import dropout, flatten, linear
 from .loss import NonFiniteLossError, binary_cross_entropy_with_logits, cross_entropy, mse_loss
 from .norm import batch_norm, batch_norm_relu, local_response_norm
@@ -43,6 +45,7 @@ tanh_forward, tanh_backward = front_pair(tanh)
 softmax_forward, softmax_backward = front_pair(softmax)
 log_softmax_forward, log_softmax_backward = front_pair(log_softmax)
 conv2d_forward, conv2d_backward = front_pair(conv2d)
+conv2d_bn_relu_forward, conv2d_bn_relu_backward = front_pair(conv2d_bn_relu)
 linear_forward, linear_backward = front_pair(linear)
 flatten_forward, flatten_backward = front_pair(flatten)
 dropout_forward, dropout_backward = front_pair(dropout)
@@ -63,6 +66,9 @@ __all__ = [
     "conv2d_forward",
     "conv2d_backward",
     "conv2d",
+    "conv2d_bn_relu",
+    "conv2d_bn_relu_backward",
+    "conv2d_bn_relu_forward",
     "Context",
     "NonFiniteLossError",
     "Op",

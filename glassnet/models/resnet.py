@@ -143,6 +143,11 @@ class BasicBlock(Module):
 
     def forward(self, x: Any) -> Any:
         fused = self.fuses(x)
+        if fused and not (self.bn1.uses_batch_statistics or self.bn2.uses_batch_statistics):
+            # fixed statistics (inference, a frozen batch norm): each conv folds its batch norm in
+            identity = self.downsample(x) if self.has_downsample else x
+            out = self.bn1.forward_conv_relu(self.conv1, x)
+            return self.bn2.forward_conv_relu(self.conv2, out, residual=identity)
         out = self.conv1(x)
         out = self.bn1.forward_relu(out) if fused else self.relu(self.bn1(out))
         out = self.conv2(out)
@@ -155,15 +160,20 @@ class BasicBlock(Module):
 
     def fuses(self, x: Any) -> bool:
         """Whether this forward runs bn1 + ReLU and bn2 + shortcut + ReLU as one op each
-        (:func:`F.batch_norm_relu <glassnet.functional.batch_norm_relu>`): under the fast backend,
-        on NumPy data, when no hook watches bn1, relu or bn2.
+        (:func:`F.batch_norm_relu <glassnet.functional.batch_norm_relu>`; with fixed batch-norm
+        statistics, as in inference, each with its convolution: :func:`F.conv2d_bn_relu
+        <glassnet.functional.conv2d_bn_relu>`): under the fast backend, on NumPy data, when no
+        hook watches conv1, bn1, relu, conv2 or bn2.
 
-        The output is the same bit for bit and the gradients to rounding; the fused op reads and
-        writes the activations once where the three steps do it five times. Under
+        batch_norm_relu's output is the same bit for bit and its gradients to rounding, and it
+        reads and writes the activations once where the three steps do it five times;
+        conv2d_bn_relu folds the batch norm into the convolution (equal to rounding) and, for a
+        Winograd layer, adds the shortcut and applies ReLU as the convolution writes. Under
         ``use_backend("reference")``, in a shape-only trace and whenever a hook would miss an
         output, the block runs the textbook steps one by one.
         """
-        watched = any(m._forward_hooks or m._forward_pre_hooks for m in (self.bn1, self.relu, self.bn2))
+        children = (self.conv1, self.bn1, self.relu, self.conv2, self.bn2)
+        watched = any(m._forward_hooks or m._forward_pre_hooks for m in children)
         return get_backend() == "fast" and isinstance(getattr(x, "data", None), np.ndarray) and not watched
 
     def extra_repr(self) -> str:

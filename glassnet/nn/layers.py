@@ -424,15 +424,38 @@ class _BatchNorm(Module):
         # A frozen batch norm (affine, every parameter requires_grad=False) normalises with its
         # running statistics and leaves them alone, in training too: fine-tuning a head on a
         # frozen pretrained network must not shift the features it was trained on (Keras's rule).
-        frozen = self.affine and self.track_running_stats and not self.weight.requires_grad
-        use_batch = (self.training and not frozen) or not self.track_running_stats
+        use_batch = self.uses_batch_statistics
         tracing = type(x.data).__name__ == "MetaArray"
         if use_batch and self.track_running_stats and not tracing:
             self.num_batches_tracked += 1
         return self.running_mean, self.running_var, self.weight, self.bias, use_batch, self.momentum, self.eps
 
+    @property
+    def uses_batch_statistics(self) -> bool:
+        """Whether a forward now normalises with the batch's statistics (training, not frozen) rather
+        than the running ones."""
+        frozen = self.affine and self.track_running_stats and not self.weight.requires_grad
+        return (self.training and not frozen) or not self.track_running_stats
+
     def forward(self, x: Any) -> Any:
         return F.batch_norm(x, *self._arguments(x))
+
+    def forward_conv_relu(self, conv: Any, x: Any, residual: Any = None) -> Any:
+        """relu(self(conv(x)) + residual) as one op, :func:`F.conv2d_bn_relu
+        <glassnet.functional.conv2d_bn_relu>`, for a batch norm with fixed statistics
+        (:attr:`uses_batch_statistics` False: inference, or frozen).
+
+        The same values as the three steps to rounding; recorded as this module's, and neither
+        its hooks nor ``conv``'s are called.
+        """
+        if self.uses_batch_statistics:
+            raise RuntimeError(f"{type(self).__name__}.forward_conv_relu: this batch norm uses batch statistics now")
+        conv._check_input(x.shape)  # the layer's own checks and messages
+        with inside_module(self):
+            return F.conv2d_bn_relu(
+                x, conv.weight, conv.bias, self.running_mean, self.running_var, self.weight, self.bias, self.eps,
+                residual, conv.stride, conv.padding, conv.dilation, conv.groups, conv.flip,
+            )  # fmt: skip
 
     def forward_relu(self, x: Any, residual: Any = None) -> Any:
         """relu(self(x) + residual) as one op, :func:`F.batch_norm_relu <glassnet.functional.batch_norm_relu>`
