@@ -231,6 +231,30 @@ def test_misc_ops_match_onnxruntime_and_round_trip() -> None:
     assert rel_err(glassnet_out(back, x), ref) <= 1e-6
 
 
+class FusedOps(nn.Module):
+    """A model written with the fused ops themselves (ResNet's blocks only use them on real data)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1, rng=0), nn.Conv2d(4, 4, 3, padding=1, rng=1)
+        self.bn1, self.bn2, self.bn3 = nn.BatchNorm2d(4), nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+
+    def forward(self, x: Any) -> Any:
+        y = self.bn1.forward_relu(self.conv1(x))  # batch_norm_relu
+        z = self.bn2.forward_conv_relu(self.conv2, y, residual=y)  # conv2d_bn_relu with a residual
+        return self.bn3.forward_relu(z, residual=y)  # batch_norm_relu with a residual
+
+
+def test_fused_ops_export_as_their_steps() -> None:
+    """batch_norm_relu and conv2d_bn_relu become BatchNormalization (+ Conv, + Add) + Relu."""
+    model = randomise_norms(FusedOps())
+    x = np.random.default_rng(6).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    proto = export_onnx(model, (3, 6, 6), None)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Relu") == 3 and ops.count("Add") == 2 and ops.count("Conv") == 2
+    assert rel_err(run_ort(proto, x), glassnet_out(model, x)) <= TOL
+
+
 class Index(nn.Module):
     def __init__(self, index: Any) -> None:
         super().__init__()

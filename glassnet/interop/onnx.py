@@ -20,6 +20,8 @@ softmax, log_softmax        Softmax, LogSoftmax
 linear                      Gemm(transB=1) (MatMul + Add for inputs of more than 2 axes)
 flatten                     Flatten (Reshape for start_dim ≠ 1)
 batch_norm (inference)      BatchNormalization
+batch_norm_relu (inference) BatchNormalization, Add (a residual), Relu
+conv2d_bn_relu              Conv, BatchNormalization, Add (a residual), Relu
 local_response_norm         LRN (odd sizes: ONNX centres even windows differently)
 dropout                     Identity
 add sub mul div neg pow     Add Sub Mul Div Neg Pow
@@ -350,7 +352,7 @@ def _pads_attr(pads: tuple[tuple[int, int], tuple[int, int]]) -> list[int]:
     return [t, left, b, r]
 
 
-def _ex_conv2d(ex: _Exporter, node: Node, out: str) -> str:
+def _ex_conv2d(ex: _Exporter, node: Node, out: str | None) -> str:
     x = ex.arg(node, "x")
     xs, ws = ex.shape(node, "x"), ex.shape(node, "weight")
     if len(xs) != 4 or len(ws) != 4:
@@ -373,8 +375,8 @@ def _ex_conv2d(ex: _Exporter, node: Node, out: str) -> str:
         w = ex.arg(node, "weight")
     b = ex.arg(node, "bias")
     groups = int(ex.opt(node, "groups", 1) or 1)
-    return ex.emit("Conv", [x, w, b], [out], kernel_shape=list(ws[2:]), strides=list(stride),
-                   dilations=list(dilation), pads=_pads_attr(pads), group=groups)  # fmt: skip
+    return ex.emit("Conv", [x, w, b], None if out is None else [out], kernel_shape=list(ws[2:]),
+                   strides=list(stride), dilations=list(dilation), pads=_pads_attr(pads), group=groups)  # fmt: skip
 
 
 def _counts(n: int, k: int, s: int, d: int, lo: int, hi: int, ceil_mode: bool) -> tuple[int, int, int]:
@@ -501,16 +503,34 @@ def _ex_identity(ex: _Exporter, node: Node, out: str) -> str:
     return ex.emit("Identity", [ex.arg(node, node.op.params[0])], [out])
 
 
-def _ex_batch_norm(ex: _Exporter, node: Node, out: str) -> str:
-    if ex.opt(node, "training", True):
-        raise _Unsupported("batch norm with batch statistics (training mode, or track_running_stats=False)")
-    xs = ex.shape(node, "x")
-    c = xs[1]
-    scale = ex.arg(node, "weight") or ex.const(np.ones(c, ex.dtype), f"{ex.node_name}/scale")
-    bias = ex.arg(node, "bias") or ex.const(np.zeros(c, ex.dtype), f"{ex.node_name}/B")
+def _bn_node(ex: _Exporter, node: Node, x: str, c: int, out: str | None, prefix: str = "") -> str:
+    """BatchNormalization of ``x`` (C = c) with the node's statistics and its ``prefix``weight/bias."""
+    scale = ex.arg(node, f"{prefix}weight") or ex.const(np.ones(c, ex.dtype), f"{ex.node_name}/scale")
+    bias = ex.arg(node, f"{prefix}bias") or ex.const(np.zeros(c, ex.dtype), f"{ex.node_name}/B")
     mean, var = ex.arg(node, "running_mean"), ex.arg(node, "running_var")
     eps = float(ex.opt(node, "eps", 1e-5))
-    return ex.emit("BatchNormalization", [ex.arg(node, "x"), scale, bias, mean, var], [out], epsilon=eps)
+    return ex.emit("BatchNormalization", [x, scale, bias, mean, var], None if out is None else [out], epsilon=eps)
+
+
+def _ex_batch_norm(ex: _Exporter, node: Node, out: str | None) -> str:
+    if ex.opt(node, "training", True):
+        raise _Unsupported("batch norm with batch statistics (training mode, or track_running_stats=False)")
+    return _bn_node(ex, node, ex.arg(node, "x"), ex.shape(node, "x")[1], out)
+
+
+def _residual_relu(ex: _Exporter, node: Node, y: str, out: str) -> str:
+    """Relu(y + residual), or Relu(y) without one."""
+    residual = ex.arg(node, "residual")
+    return ex.emit("Relu", [y if residual is None else ex.emit("Add", [y, residual])], [out])
+
+
+def _ex_batch_norm_relu(ex: _Exporter, node: Node, out: str) -> str:
+    return _residual_relu(ex, node, _ex_batch_norm(ex, node, None), out)
+
+
+def _ex_conv2d_bn_relu(ex: _Exporter, node: Node, out: str) -> str:
+    y = _ex_conv2d(ex, node, None)
+    return _residual_relu(ex, node, _bn_node(ex, node, y, ex.shape(node, "weight")[0], None, prefix="bn_"), out)
 
 
 def _ex_lrn(ex: _Exporter, node: Node, out: str) -> str:
@@ -671,6 +691,8 @@ _EXPORTERS: dict[str, Callable[[_Exporter, Node, str], str]] = {
     "flatten": _ex_flatten,
     "dropout": _ex_identity,
     "batch_norm": _ex_batch_norm,
+    "batch_norm_relu": _ex_batch_norm_relu,
+    "conv2d_bn_relu": _ex_conv2d_bn_relu,
     "local_response_norm": _ex_lrn,
     "add": _ex_binary("Add"),
     "sub": _ex_binary("Sub"),
