@@ -27,8 +27,8 @@ relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwis
 
 The Numba kernels (Winograd, gather, batch norm; compiled by :mod:`._jit`) are compiled at their
 first use and cached on disk (``__pycache__`` beside the module, else Numba's user cache, else
-not at all): about 6 s the first time on this machine, then about
-1.5 s a process to import Numba and load them (:func:`warm_up` does it ahead). Without Numba those pairs decline and the
+not at all): about 6 s the first time on this machine, then about 1.5 s a process to import
+Numba and load them (:func:`warm_up` does it ahead). Without Numba those pairs decline and the
 im2col algorithms and the reference batch norm run.
 
 Which pair runs is chosen per call (:func:`glassnet.autograd.use_backend`): the fast one

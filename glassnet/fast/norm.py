@@ -15,8 +15,8 @@ times the activations are read and written (in units of one activation-sized arr
 * the input gradient is folded into per-channel coefficients,
   dx = x̂·b + c + g·a with a = γ/σ, b = −a·mean(g·x̂), c = −a·mean(g): one pass sums Σg·x̂
   and Σg (float64) together, one writes dx (the reference takes five); the fused op's
-  first pass also applies ReLU's mask (out > 0, from the kept output) and writes the masked
-  gradient, which is the residual's gradient;
+  passes also apply ReLU's mask (out > 0, read from the kept output), and with a residual the
+  first one writes the masked gradient, which is the residual's gradient;
 * in inference, y = x·a + b with per-channel a and b (then ``+ residual``, ``max(·, 0)``):
   one pass, nothing new kept.
 
@@ -24,8 +24,9 @@ Each row of L = H·W values is summed by one thread in float64 (PyTorch also acc
 batch statistics in double on the CPU), as a vector reduction (:func:`._jit.reduction`: LLVM
 keeps several partial sums, 6× faster than one running sum), then the N rows of a channel in
 float64 in one fixed order. Rows are shared out among the worker threads in whole images, so
-results are bit-identical on any number of threads. The loops are Numba kernels (``nogil``, compiled at the first batch
-norm and cached on disk); without Numba the fast pairs decline and the reference runs.
+results are bit-identical on any number of threads. The loops are Numba kernels (``nogil``,
+compiled at the first batch norm and cached on disk); without Numba the fast pairs decline and
+the reference runs.
 """
 
 from __future__ import annotations
