@@ -150,6 +150,17 @@ def test_show_prints_ops_saved_tensors_and_backward(capsys: pytest.CaptureFixtur
     assert "logp" not in str(graph)
 
 
+def test_show_lists_what_each_step_of_a_fused_op_saved(capsys: pytest.CaptureFixture[str]) -> None:
+    """batch_norm_relu's reference keeps batch norm's and ReLU's contexts: shown as bn.… and relu.…"""
+    bn = nn.BatchNorm2d(3)
+    x = glassnet.Tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 4)), requires_grad=True)
+    with glassnet.use_backend("reference"):
+        show(bn.forward_relu(x, residual=x).sum(), bn)
+    out = capsys.readouterr().out
+    assert "batch_norm_relu" in out and "bn.xhat [2, 3, 4, 4] float64" in out and "relu.mask [2, 3, 4, 4] bool" in out
+    assert "has_residual=True" in out and "{'" not in out
+
+
 def test_graph_of_a_leaf_and_without_a_model() -> None:
     t = glassnet.Tensor(np.ones(2), requires_grad=True)
     assert len(Graph.from_tensor(t)) == 0

@@ -526,6 +526,17 @@ def function_location(fn: Callable[..., Any]) -> str:
     return f"{name} ({path if rel.startswith('..') else rel}:{line})"
 
 
+def _saved(ctx: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(name, value) of what a context saved; a fused op's contexts of its steps as ``step.name``."""
+    for k, v in ctx.items():
+        if k in ("backend", "needs_input_grad", "options", "meta"):
+            continue
+        if isinstance(v, dict):
+            yield from _saved(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
 def describe(graph: Graph) -> str:
     """A recorded graph, one block per node: op and module, the inputs that need a gradient
     (``#3``: node 3's output; a parameter's name; other arguments are left out), output
@@ -540,9 +551,9 @@ def describe(graph: Graph) -> str:
         if ctx is None:
             lines.append("    saved:    (freed: backward has run through this node)")
         else:
-            hidden = {"backend", "needs_input_grad", "options", "meta"}
-            tensors = [f"{k} {_value(v)}" for k, v in ctx.items() if k not in hidden and _is_arraylike(v)]
-            values = [f"{k}={_value(v)}" for k, v in ctx.items() if k not in hidden and not _is_arraylike(v)]
+            saved = list(_saved(ctx))
+            tensors = [f"{k} {_value(v)}" for k, v in saved if _is_arraylike(v)]
+            values = [f"{k}={_value(v)}" for k, v in saved if not _is_arraylike(v)]
             lines.append(f"    saved:    {', '.join(tensors) or '(no arrays)'}")
             if values:
                 lines += textwrap.wrap(", ".join(values), 110, initial_indent=" " * 14, subsequent_indent=" " * 14)
