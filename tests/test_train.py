@@ -329,6 +329,36 @@ def test_fit_returns_only_after_its_plotting_warm_up(shapes_train, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_curves_on_the_reused_figure_are_pixel_for_pixel_a_new_figure_s():
+    """plot_curves draws on one figure per process, cleared each time (building it was a third of
+    a drawing's cost): whatever was drawn before, the picture is the one a new figure gives."""
+    import io
+
+    from PIL import Image
+
+    from glassnet.train import history as history_module
+    from glassnet.train import plot_curves
+
+    steps = [{"epoch": i / 100, "loss": 2.0 - i / 80} for i in range(100)]
+    epochs = [{"epoch": e, "train_loss": 1 / e, "train_acc": 1 - 1 / (e + 1), "val_loss": 1.2 / e,
+               "val_acc": 0.9 - 1 / (e + 2)} for e in range(1, 12)]  # fmt: skip
+    drawings = [
+        [("a", History(epochs=epochs, steps=steps))],
+        [("a", History(steps=steps[:5]))],  # no epoch yet: the accuracy axes are empty
+        [("a", History(epochs=epochs[:1])), ("b", History(epochs=epochs[:3], steps=steps))],
+        [("a", History(epochs=[{"epoch": 1, "train_loss": 1e4, "train_acc": 0.1}]))],
+    ]
+
+    def pixels(png: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+    after_others = [pixels(plot_curves(runs)) for runs in drawings + drawings][len(drawings) :]
+    for runs, got in zip(drawings, after_others, strict=True):
+        history_module._canvas.clear()  # the next drawing builds a new figure
+        want = pixels(plot_curves(runs))
+        assert got.shape == want.shape and np.array_equal(got, want), f"{len(runs)} run(s) drawn differently"
+
+
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(shapes_train, tmp_path):
     model = lenet5(rng=0)
     opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
