@@ -1368,6 +1368,12 @@ def test_to_float64_and_back(torch: Any) -> None:
     for k, v in model.state_dict().items():
         assert v.dtype == np.dtype(str(t_model.state_dict()[k].dtype).removeprefix("torch."))
     assert model.bn.num_batches_tracked.dtype == np.int64  # integer buffers stay integers
+    # The float32 step's running statistics agree with PyTorch's to float32 rounding only (its
+    # convolution sums in another order: equal on some CPUs, a last bit apart on others), so
+    # PyTorch takes glassnet's before the float64 forward is compared at 1e-12.
+    with torch.no_grad():
+        for name in ("running_mean", "running_var"):
+            getattr(t_model.bn, name).copy_(torch.from_numpy(np.asarray(getattr(model.bn, name))))
     x = np.random.default_rng(3).standard_normal((2, 1, 4, 4))
     model.eval()
     t_model.eval()
