@@ -109,7 +109,7 @@ def test_conv2d(case: str, backend: str) -> None:
     stride1 = opts.get("stride", 1) in (1, (1, 1))
     algorithms = (("shift", "gather", "hwn") if stride1 else ("gather", "hwn")) if backend == "fast" else (None,)
     if backend == "fast" and _winograd_applies(x_shape, w_shape, opts):
-        algorithms += ("winograd",)
+        algorithms += ("winograd", "winograd4")
     for algorithm in algorithms:  # the fast kernel's algorithms; the reference has one
         check_op(F.conv2d, x, w, bias, expect=2 if bias is None else 3, algorithm=algorithm, **opts)
 
@@ -125,14 +125,14 @@ def test_conv2d_cases_cover_every_code_path() -> None:
     paths = set()
     for x_shape, w_shape, opts in CONV_CASES.values():
         opts = {k: v for k, v in opts.items() if k != "bias"}
-        for algorithm in (None, "shift", "gather", "hwn", "winograd"):
+        for algorithm in (None, "shift", "gather", "hwn", "winograd", "winograd4"):
             if algorithm == "shift" and opts.get("stride", 1) not in (1, (1, 1)):
                 continue
-            if algorithm == "winograd" and not _winograd_applies(x_shape, w_shape, opts):
+            if algorithm in ("winograd", "winograd4") and not _winograd_applies(x_shape, w_shape, opts):
                 continue
             _, ctx = F.conv2d.forward(np.zeros(x_shape), np.zeros(w_shape), None, algorithm=algorithm, **opts)
             paths.add(ctx.path)
-    assert paths == {"shift", "gather", "hwn", "winograd"}
+    assert paths == {"shift", "gather", "hwn", "winograd", "winograd4"}
 
 
 @pytest.mark.fast_only
@@ -219,7 +219,7 @@ def test_conv2d_algorithm_argument_is_checked() -> None:
     x, w = np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3))
     with pytest.raises(ValueError, match="algorithm='shift' needs stride 1"):
         F.conv2d(x, w, stride=2, algorithm="shift")
-    names = "\\('shift', 'gather', 'hwn', 'winograd'\\)"
+    names = "\\('shift', 'gather', 'hwn', 'winograd', 'winograd4'\\)"
     with pytest.raises(ValueError, match=f"algorithm must be None or one of {names}, got 'fft'"):
         F.conv2d(x, w, algorithm="fft")
 

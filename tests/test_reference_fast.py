@@ -15,6 +15,7 @@ forced worker-thread splits and cache blocks, and max-pooling inputs full of tie
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -134,7 +135,7 @@ def _algorithms(inputs: dict[str, np.ndarray], opts: dict[str, Any]) -> list[str
     names: list[str | None] = [None, "gather", "hwn"]
     if opts["stride"] in (1, (1, 1)):
         names.append("shift")
-    return names + ["winograd"] if _winograd_applies(inputs, opts) else names
+    return names + ["winograd", "winograd4"] if _winograd_applies(inputs, opts) else names
 
 
 @pytest.fixture
@@ -148,6 +149,7 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_POSITIONS", 0)
     monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_USEFUL", 0)
     monkeypatch.setattr(fast_winograd, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(fast_winograd, "TILE_CHUNK", 1)
     monkeypatch.setattr(fast_pool, "POOL_PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_activation, "PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_norm, "PARALLEL_MIN", 0)
@@ -170,12 +172,12 @@ def test_conv2d_fast_equals_reference_split_over_threads_in_small_blocks(split_a
 
 @st.composite
 def winograd_cases(draw: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], int]:
-    """3×3 stride-1 convolutions, the ones Winograd computes: any padding 0..2 per side, odd and
-    even sizes (a last tile half outside the output), one channel up to several."""
+    """3×3 stride-1 convolutions, the ones Winograd computes: any padding 0..2 per side, sizes
+    that leave a last 2×2 or 4×4 tile partly outside the output, one channel up to several."""
     dtype = draw(DTYPES)
     pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
-    h = draw(st.integers(max(1, 3 - sum(pads[0])), 9))
-    w = draw(st.integers(max(1, 3 - sum(pads[1])), 9))
+    h = draw(st.integers(max(1, 3 - sum(pads[0])), 13))
+    w = draw(st.integers(max(1, 3 - sum(pads[1])), 13))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     c, f = draw(st.integers(1, 5)), draw(st.integers(1, 5))
@@ -191,7 +193,8 @@ def winograd_cases(draw: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], in
 def _check_winograd(case: Any) -> None:
     inputs, opts, seed = case
     args = (inputs["x"], inputs["weight"], inputs["bias"])
-    assert_same(F.conv2d, args, {**opts, "algorithm": "winograd"}, normal_grad(seed + 1, inputs["x"].dtype))
+    for algorithm in ("winograd", "winograd4"):  # F(2×2, 3×3) and F(4×4, 3×3)
+        assert_same(F.conv2d, args, {**opts, "algorithm": algorithm}, normal_grad(seed + 1, inputs["x"].dtype))
 
 
 def test_conv2d_winograd_equals_reference() -> None:
@@ -206,16 +209,21 @@ def test_conv2d_winograd_is_the_automatic_choice_for_large_3x3_stride_1_layers()
     rng = np.random.default_rng(3)
     x = rng.standard_normal((8, 16, 16, 16)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    winograds = ("winograd", "winograd4")
     _, ctx = F.conv2d.forward(x, w, padding=1)
-    assert ctx.path == "winograd"
+    assert ctx.path == "winograd4"  # F(4×4, 3×3): 80 % of its tiles' outputs kept at 16²
+    _, ctx = F.conv2d.forward(np.concatenate([x] * 4)[:, :, :8, :8], w, padding=1)
+    assert ctx.path == "winograd4"  # 8²: 67 %
+    _, ctx = F.conv2d.forward(np.concatenate([x] * 2)[:, :, :14, :14], w, padding=1)
+    assert ctx.path == "winograd"  # 14²: 61 % of F(4×4)'s, 88 % of F(2×2)'s
     _, ctx = F.conv2d.forward(x, w, padding=1, stride=2)
-    assert ctx.path != "winograd"
+    assert ctx.path not in winograds
     _, ctx = F.conv2d.forward(x[:1, :, :8, :8], w, padding=1)  # too small to pay
-    assert ctx.path != "winograd"
+    assert ctx.path not in winograds
     _, ctx = F.conv2d.forward(x[:, :1], w[:, :1], padding=1)  # one input channel: a product without BLAS
-    assert ctx.path != "winograd"
-    _, ctx = F.conv2d.forward(np.concatenate([x] * 8)[:, :, :7, :7], w, padding=1)  # 7×7: 61% of the tiles kept
-    assert ctx.path != "winograd"
+    assert ctx.path not in winograds
+    _, ctx = F.conv2d.forward(np.concatenate([x] * 8)[:, :, :7, :7], w, padding=1)  # 7×7: 61% / 51 % kept
+    assert ctx.path not in winograds
 
 
 @pytest.mark.parametrize(
@@ -230,9 +238,9 @@ def test_conv2d_winograd_is_the_automatic_choice_for_large_3x3_stride_1_layers()
 def test_conv2d_winograd_names_what_it_cannot_compute(opts: dict[str, Any], got: str) -> None:
     x = np.zeros((1, 2, 8, 8))
     w = np.zeros((2, 2 // opts.get("groups", 1), 3, 3))
-    for backend in ("fast", "reference"):
-        with use_backend(backend), pytest.raises(ValueError, match="algorithm='winograd' needs") as err:
-            F.conv2d.forward(x, w, algorithm="winograd", **opts)
+    for backend, algorithm in itertools.product(("fast", "reference"), ("winograd", "winograd4")):
+        with use_backend(backend), pytest.raises(ValueError, match=f"algorithm='{algorithm}' needs") as err:
+            F.conv2d.forward(x, w, algorithm=algorithm, **opts)
         assert got in str(err.value)
     with pytest.raises(ValueError, match="got kernel 5×5"):
         F.conv2d.forward(x, np.zeros((2, 2, 5, 5)), padding=2, algorithm="winograd")

@@ -362,7 +362,8 @@ def conv_cases(draw: Any) -> tuple[dict, dict, int]:
 
 
 def _algorithms(opts: dict, inputs: dict | None = None) -> list[str]:
-    """Every fast algorithm that applies ('shift' needs stride 1; 'winograd' 3×3, stride 1, no dilation)."""
+    """Every fast algorithm that applies ('shift' needs stride 1; 'winograd' and 'winograd4' 3×3,
+    stride 1, no dilation)."""
     stride = opts.get("stride", 1)
     names = ["shift", "gather", "hwn"] if stride in (1, (1, 1)) else ["gather", "hwn"]
     if inputs is not None:
@@ -372,7 +373,7 @@ def _algorithms(opts: dict, inputs: dict | None = None) -> list[str]:
         x, w = inputs["x"], inputs["weight"]
         geometry = conv2d_geometry(x.shape, w.shape, stride, opts.get("padding", 0), opts.get("dilation", 1))
         if winograd.applies(w.shape[2:], geometry[0], geometry[1], opts.get("groups", 1), geometry[2]):
-            names.append("winograd")
+            names += ["winograd", "winograd4"]
     return names
 
 
@@ -395,11 +396,12 @@ def test_conv2d_matches_torch(torch: Any, backend: str) -> None:
 
 @st.composite
 def winograd_cases(draw: Any) -> tuple[dict, dict, int]:
-    """3×3 stride-1 convolutions (Winograd's): padding 0..2 per side, odd and even sizes."""
+    """3×3 stride-1 convolutions (Winograd's): padding 0..2 per side, sizes that leave partial
+    2×2 and 4×4 tiles."""
     dtype = draw(DTYPES)
     pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
-    h = draw(st.integers(max(1, 3 - sum(pads[0])), 9))
-    w = draw(st.integers(max(1, 3 - sum(pads[1])), 9))
+    h = draw(st.integers(max(1, 3 - sum(pads[0])), 13))
+    w = draw(st.integers(max(1, 3 - sum(pads[1])), 13))
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     c, f = draw(st.integers(1, 4)), draw(st.integers(1, 4))
@@ -409,7 +411,8 @@ def winograd_cases(draw: Any) -> tuple[dict, dict, int]:
     }
     if draw(st.booleans()):
         inputs["bias"] = rng.standard_normal(f).astype(dtype)
-    return inputs, {"padding": pads, "flip": draw(st.booleans()), "algorithm": "winograd"}, seed
+    algorithm = draw(st.sampled_from(["winograd", "winograd4"]))
+    return inputs, {"padding": pads, "flip": draw(st.booleans()), "algorithm": algorithm}, seed
 
 
 @pytest.mark.fast_only
@@ -417,7 +420,7 @@ def test_conv2d_winograd_matches_torch(torch: Any) -> None:
     def check(case: Any) -> None:
         inputs, opts, seed = case
         _, ctx = compare("conv2d", inputs, opts, normal_grad(seed + 1, inputs["x"].dtype))
-        assert ctx.path == "winograd"
+        assert ctx.path == opts["algorithm"]
 
     run_matrix(winograd_cases(), check, factor=2)
 
@@ -1130,7 +1133,7 @@ def test_golden_fixture_is_current(torch: Any) -> None:
 
 
 @pytest.mark.fast_only  # the reference has one conv path, checked by test_golden_case
-def test_golden_fixture_covers_every_op_and_both_conv_paths() -> None:
+def test_golden_fixture_covers_every_op_and_every_conv_path() -> None:
     index, _ = load_golden()
     ids = list(index["cases"])
     ops = {spec["op"] for spec in index["cases"].values()}
@@ -1141,12 +1144,12 @@ def test_golden_fixture_covers_every_op_and_both_conv_paths() -> None:
     for cid in ids:
         spec, inputs, ref = golden_case(cid)
         if spec["op"] == "conv2d":
-            for algorithm in _algorithms(spec["opts"]):
+            for algorithm in _algorithms(spec["opts"], inputs):
                 opts = {**spec["opts"], "algorithm": algorithm}
                 got, ctx = glassnet_run("conv2d", inputs, opts, ref["grad_out"])
                 check_results("conv2d", got, {k: v for k, v in ref.items()}, opts, exact=spec["exact"])
                 paths.add(ctx.path)
-    assert paths == {"shift", "gather", "hwn"}
+    assert paths == {"shift", "gather", "hwn", "winograd", "winograd4"}
 
 
 def test_max_pool2d_nan_window_with_several_nans_routes_to_the_last(torch: Any) -> None:

@@ -36,6 +36,7 @@ by default, for NumPy inputs it supports; the reference otherwise (and everywher
 inside ``use_backend("reference")``).
 """
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -64,11 +65,11 @@ def warm_up(dtype: Any = np.float32) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 8, 8)).astype(dtype)
     w = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
-    for algorithm, stride in (("winograd", 1), ("gather", 2)):
+    for algorithm, stride in (("winograd", 1), ("winograd4", 1), ("gather", 2)):
         out, ctx = conv.conv2d_forward(x, w, None, stride, 1, algorithm=algorithm)
         conv.conv2d_backward(np.ones_like(out), ctx, True)
-    for residual in (None, x):  # the output transform with ReLU (conv2d_bn_relu in inference)
-        winograd.conv3x3(x, w, None, ((1, 1), (1, 1)), 1, relu=True, residual=residual)
+    for residual, tile in itertools.product((None, x), (2, 4)):  # the output transform with ReLU (conv2d_bn_relu)
+        winograd.conv3x3(x, w, None, ((1, 1), (1, 1)), 1, relu=True, residual=residual, tile=tile)
     big = rng.standard_normal((1, 2, 4, max(8, norm.MIN_SIZE // 8))).astype(dtype)
     ones, zeros = np.ones(2, dtype), np.zeros(2, dtype)
     for training, weight in ((True, ones), (False, ones), (True, None)):

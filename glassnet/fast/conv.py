@@ -26,8 +26,9 @@ automatic choice is by cost, the results agree to rounding and the tests run eve
   of images writes NCHW output directly: no padded copy and no transposes.
 
 3×3 stride-1 kernels (18 of ResNet-20's 21 convolutions) skip the im2col altogether:
-``'winograd'`` (:mod:`.winograd`) computes them with 2.25× fewer multiplications, and is the
-automatic choice for layers with WINOGRAD_MIN multiply-adds and WINOGRAD_MIN_POSITIONS outputs.
+``'winograd'`` (:mod:`.winograd`, F(2×2, 3×3)) computes them with 2.25× fewer multiplications
+and ``'winograd4'`` (F(4×4, 3×3)) with 4× fewer; one of them is the automatic choice for layers
+with WINOGRAD_MIN multiply-adds and WINOGRAD_MIN_POSITIONS outputs.
 
 Backward reuses the same layout: ``dW = cols @ dOutᵀ`` and dx, the transposed
 convolution of dOut, either as ``Wᵀ @ (im2col of dOut)`` (shift) or as ``dcols = Wᵀ @ dOut``
@@ -83,6 +84,12 @@ HWN_MAX_INPUT = 2**19
 WINOGRAD_MIN = 2**21
 WINOGRAD_MIN_POSITIONS = 2048
 WINOGRAD_MIN_USEFUL = 0.7
+# Of the two, F(4×4, 3×3) ('winograd4': 2.25 products an output where F(2×2) has 4, and 2.25
+# transformed values an input where F(2×2) has 4) is chosen unless under this share of its
+# 4×4 tiles' outputs are kept: 8² keeps 67 % (F(2×2): 80 %), 14² 61 % (88 %), 32² 89 % (94 %).
+# ResNet-20 at batch 128, one thread, forward + weight gradient + input gradient per layer
+# (F(2×2) → F(4×4)): C16 32² 35.7 → 30.3 ms, C32 16² 28.5 → 22.6, C64 8² 22.9 → 19.8.
+WINOGRAD4_MIN_USEFUL = 0.65
 # 'gather' (Numba) is chosen from this many im2col elements; smaller layers take 'hwn'. Not for
 # speed: a process's first Numba kernel costs about 1.5 s (importing Numba, loading the cached
 # code), which a single-image prediction should not pay (ResNet-20's strided layers at batch 1
@@ -230,10 +237,12 @@ def choose_algorithm(
         macs >= WINOGRAD_MIN
         and n * ho * wo >= WINOGRAD_MIN_POSITIONS
         and min(c, f) >= 2
-        and ho * wo >= WINOGRAD_MIN_USEFUL * 4 * ((ho + 1) // 2) * ((wo + 1) // 2 + 1)
         and winograd.applies((kh, kw), stride, dilation, groups, pads)
     ):
-        return "winograd"
+        if winograd.useful(ho, wo, 4) >= WINOGRAD4_MIN_USEFUL:
+            return "winograd4"
+        if winograd.useful(ho, wo, 2) >= WINOGRAD_MIN_USEFUL:
+            return "winograd"
     # the shift path's rows are W + max(P_l, P_r) wide when the narrower padding fits (below)
     row = w + max(pl, pr) if min(pl, pr) <= (kw - 1) * dilation[1] else wp
     if stride == (1, 1) and n * hp * row <= SHIFT_WASTE_LIMIT * n * ho * wo:
@@ -256,8 +265,9 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, Context]:
     """Fast NumPy conv2d: the same arguments and results (to rounding) as the reference
     :func:`glassnet.functional.conv.conv2d_forward`. ``algorithm`` picks how: an im2col layout
-    (``'shift'``, stride 1 only; ``'hwn'``; ``'gather'``), ``'winograd'`` (3×3, stride 1,
-    :mod:`.winograd`), or None: by cost, see the module docstring.
+    (``'shift'``, stride 1 only; ``'hwn'``; ``'gather'``), ``'winograd'`` or ``'winograd4'``
+    (F(2×2, 3×3) or F(4×4, 3×3): 3×3, stride 1, :mod:`.winograd`), or None: by cost, see the
+    module docstring.
     """
     x, weight, bias, (stride, dilation, pads, (ho, wo)) = conv2d_arguments(
         x, weight, bias, stride, padding, dilation, groups, algorithm
@@ -275,13 +285,14 @@ def conv2d_forward(
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
     parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
 
-    if algorithm == "winograd":
+    if algorithm in ("winograd", "winograd4"):
         if not winograd.AVAILABLE:
-            raise RuntimeError("conv2d: algorithm='winograd' needs Numba, which could not be imported here")
+            raise RuntimeError(f"conv2d: algorithm={algorithm!r} needs Numba, which could not be imported here")
         x = np.ascontiguousarray(x)
         wk = np.ascontiguousarray(wk)
-        out = winograd.conv3x3(x, wk, bias, pads, parts)
-        ctx = Context(path="winograd", x=x, wk=wk, parts=parts)
+        tile = 4 if algorithm == "winograd4" else 2
+        out = winograd.conv3x3(x, wk, bias, pads, parts, tile=tile)
+        ctx = Context(path=algorithm, x=x, wk=wk, parts=parts, tile=tile)
     elif algorithm == "shift":
         out = np.empty((n, f, ho, wo), dtype=dtype)
         # Rows of the buffer need not hold both side paddings: a tap that runs past the end of
@@ -372,10 +383,10 @@ def conv2d_backward(
     w_mat = ctx.w_mat
     db = grad.sum(axis=(0, 2, 3)) if ctx.has_bias else None
 
-    if ctx.path == "winograd":
+    if ctx.path in ("winograd", "winograd4"):
         grad = np.ascontiguousarray(grad)
-        dw = winograd.conv3x3_weight_grad(ctx.x, grad, ctx.pads, ctx.parts)
-        dx = winograd.conv3x3_input_grad(grad, ctx.wk, ctx.pads, ctx.parts) if need_dx else None
+        dw = winograd.conv3x3_weight_grad(ctx.x, grad, ctx.pads, ctx.parts, ctx.tile)
+        dx = winograd.conv3x3_input_grad(grad, ctx.wk, ctx.pads, ctx.parts, ctx.tile) if need_dx else None
     elif ctx.path == "shift":
         # Gradient at every padded position (zero where no output was computed), placed
         # after a zero margin so that shifting it right by a tap's offset is a slice.

@@ -1,8 +1,9 @@
-"""Winograd F(2×2, 3×3) convolution for 3×3, stride-1 layers: the same sums with fewer products.
+"""Winograd convolution for 3×3, stride-1 layers, F(2×2, 3×3) and F(4×4, 3×3): the same sums
+with fewer products.
 
-The definition of a convolution stays :mod:`glassnet.functional.conv`; this is one more way
-for the fast conv (:mod:`glassnet.fast.conv`, ``algorithm='winograd'``) to compute it,
-tested equal to the reference to rounding like the others.
+The definition of a convolution stays :mod:`glassnet.functional.conv`; these are two more
+ways for the fast conv (:mod:`glassnet.fast.conv`, ``algorithm='winograd'`` and
+``'winograd4'``) to compute it, tested equal to the reference to rounding like the others.
 
 The idea (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): cut the
 output into 2×2 tiles. Each tile needs a 4×4 patch ``d`` of the (padded) input, and
@@ -28,9 +29,20 @@ Backward, for L(Y):
 * dx is itself a convolution of dY with the kernel rotated by 180° and channels swapped,
   with padding 2 − P on each side (so P ≤ 2): it runs through the forward above.
 
+F(4×4, 3×3) (``tile=4``) is the same with 6×6 patches and 4×4 output tiles: 36 products per
+tile and channel pair for 16 outputs, 2.25 an output against F(2×2)'s 4 (and the direct sum's
+9), and 36 transformed values per 16 inputs where F(2×2) writes 64, so the products and the
+transformed tiles both shrink by 44 %. Its matrices (Lavin & Gray, points 0, ±1, ±2, ∞) are
+written out above :func:`_input_tiles4`.
+
 Rounding differs from the direct sum (the tests hold it to the reference's tolerance: float64
-to 1e-10, float32 to 1e-5 relative; its float32 error is about the im2col product's). An input
-holding ±∞ can give NaN where the direct sum gives ±∞: the transforms subtract inputs.
+to 1e-10, float32 to 1e-5 relative). F(2×2)'s float32 error is about the im2col product's;
+F(4×4)'s transforms multiply by up to 8 and G holds 1/6 and 1/24, so its error is about 15×
+larger. Measured against float64 on ResNet-20's layers (N128, random input, weights ~ N(0, 0.1)),
+largest error over largest output: im2col 1e-7, F(2×2) 2.5–4.0e-7, F(4×4) 3.6–7.1e-6, growing
+with C (16 → 64). Float32 training does not see it (float32's own rounding of the updates is
+larger); the float64 error stays near 1e-14. An input holding ±∞ can give NaN where the direct
+sum gives ±∞: the transforms subtract inputs.
 
 Work is cut into blocks of whole images, fixed by the problem, not by the thread count. A
 block's images are written by that block alone, and the weight gradient adds one partial
@@ -55,15 +67,26 @@ from ._jit import compile_kernels
 # wheel for) the im2col algorithms run instead.
 #: A block of images is sized so that its transformed tiles take about this many bytes.
 BLOCK_BYTES = 2**20
+#: F(4×4, 3×3) transforms a block's images this many tiles at a time (whole images, at least
+#: one), so that their scratch stays in the first-level cache.
+TILE_CHUNK = 128
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# F(4×4, 3×3): the kernel transform at the points 0, ±1, ±2 and ∞ (Lavin & Gray's 6×3 G)
+G4 = np.array([
+    [1 / 4, 0.0, 0.0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0.0, 0.0, 1.0],
+])  # fmt: skip
 
 
 @functools.cache
 def _kernels() -> SimpleNamespace:
     """The three kernels compiled by Numba (:func:`~glassnet.fast._jit.compile_kernels`) at the first
     Winograd convolution: compiled the first time on a machine, loaded from the disk cache after."""
-    return compile_kernels(input_tiles=_input_tiles, output_tiles=_output_tiles, grad_tiles=_grad_tiles)
+    return compile_kernels(
+        input_tiles=_input_tiles, output_tiles=_output_tiles, grad_tiles=_grad_tiles,
+        input_tiles4=_input_tiles4, output_tiles4=_output_tiles4, grad_tiles4=_grad_tiles4,
+    )  # fmt: skip
 
 
 # Layout: a plane's tiles are stored row after row, each tile row tw + 1 long: the last
@@ -223,47 +246,237 @@ def _grad_tiles(g, n0, n1, th, dm, ge, go, we, wo):  # noqa: ANN001, ANN202
                     dm[4 * a + 3, k, n - n0, p] = -wo[a, p]
 
 
+# F(4×4, 3×3): 6×6 input patches, 4×4 output tiles, 36 products per tile and channel pair
+# for 16 outputs (F(2×2, 3×3): 16 for 4). Its matrices, applied along one axis of a tile:
+#
+#     Bᵀ = [[4,  0, −5,  0, 1, 0],     Aᵀ = [[1, 1,  1, 1,  1, 0],
+#           [0, −4, −4,  1, 1, 0],           [0, 1, −1, 2, −2, 0],
+#           [0,  4, −4, −1, 1, 0],           [0, 1,  1, 4,  4, 0],
+#           [0, −2, −1,  2, 1, 0],           [0, 1, −1, 8, −8, 1]]
+#           [0,  2, −1, −2, 1, 0],
+#           [0,  4,  0, −5, 0, 1]]
+#
+# Layout: as F(2×2)'s, tile p = i·(tw+1) + j with a spare tile per row. The padded plane is
+# kept by phase, ``buf[r % 4, q % 4, (r // 4)·(tw+1) + q // 4]`` for row r and column q, so the
+# element (a, b) of tile p lies at ``buf[a % 4, b % 4, p + (a // 4)·(tw+1) + b // 4]``: every
+# loop runs over a whole plane with an affine index. The constants 2, 4, 5, 8 come in ``k`` in
+# the arrays' type (a literal is a float64, which would widen the arithmetic).
+
+
+def _input_tiles4(x, n0, n1, chunk, th, tw1, pt, pl, v, rows, t, k):  # noqa: ANN001, ANN202
+    """v[e = 6a + b, c, (n − n0)·plane + i·(tw+1) + j] = (Bᵀ d B)[a, b] of the 6×6 patch d at rows
+    4i−pt.., cols 4j−pl.. of image n (plane = th·(tw+1), ``tw1`` = tw + 1), ``chunk`` images at a time.
+
+    Scratch: ``rows`` [6, 4·chunk·plane + 8], zeroed (what is never written stays zero: the
+    padding): row 4i + a of the chunk's padded image n at ``rows[a, 4·(n·plane + i·(tw+1)) + col]``
+    for a < 4, and rows 4i+4, 4i+5 (the next tile row's first two) again at ``rows[4 + a]``: tile
+    p's patch row a is then ``rows[a, 4p .. 4p+5]``, an affine index over the chunk's tiles (one
+    image has 6 to 72), and the chunk's scratch stays in cache. ``t`` [6, 6, chunk·plane];
+    ``k`` = (2, 4, 5, 8).
+    """
+    _, c_count, h, w = x.shape
+    plane = th * tw1
+    two, k4, k5 = k[0], k[1], k[2]
+    for c in range(c_count):
+        for s0 in range(n0, n1, chunk):
+            s1 = min(n1, s0 + chunk)
+            tiles, off = (s1 - s0) * plane, (s0 - n0) * plane
+            for n in range(s0, s1):
+                for r in range(h):
+                    ri, ra = (r + pt) // 4, (r + pt) % 4
+                    if ri < th:
+                        base = 4 * ((n - s0) * plane + ri * tw1) + pl
+                        for q in range(w):
+                            rows[ra, np.uint64(base + q)] = x[n, c, r, q]
+                    if ra < 2 and 1 <= ri <= th:
+                        base = 4 * ((n - s0) * plane + (ri - 1) * tw1) + pl
+                        for q in range(w):
+                            rows[4 + ra, np.uint64(base + q)] = x[n, c, r, q]
+            # B along each patch row a: t[a, b] from its columns d0..d5 = rows[a, 4p .. 4p+5]
+            for a in range(6):
+                for p in range(tiles):
+                    d0, d1, d2 = rows[a, 4 * p], rows[a, 4 * p + 1], rows[a, 4 * p + 2]
+                    d3, d4, d5 = rows[a, 4 * p + 3], rows[a, 4 * p + 4], rows[a, 4 * p + 5]
+                    u1, w1 = d4 - k4 * d2, d3 - k4 * d1
+                    u2, w2 = d4 - d2, two * (d3 - d1)
+                    t[a, 0, p] = (k4 * d0 - k5 * d2) + d4
+                    t[a, 1, p] = u1 + w1
+                    t[a, 2, p] = u1 - w1
+                    t[a, 3, p] = u2 + w2
+                    t[a, 4, p] = u2 - w2
+                    t[a, 5, p] = (k4 * d1 - k5 * d3) + d5
+            # Bᵀ down each column b: v[6a' + b] from t[0..5, b]
+            for b in range(6):
+                for p in range(tiles):
+                    e0, e1, e2, e3, e4, e5 = t[0, b, p], t[1, b, p], t[2, b, p], t[3, b, p], t[4, b, p], t[5, b, p]
+                    u1, w1 = e4 - k4 * e2, e3 - k4 * e1
+                    u2, w2 = e4 - e2, two * (e3 - e1)
+                    q = np.uint64(off + p)
+                    v[b, c, q] = (k4 * e0 - k5 * e2) + e4
+                    v[6 + b, c, q] = u1 + w1
+                    v[12 + b, c, q] = u1 - w1
+                    v[18 + b, c, q] = u2 + w2
+                    v[24 + b, c, q] = u2 - w2
+                    v[30 + b, c, q] = (k4 * e1 - k5 * e3) + e5
+        for e in range(36):
+            for q in range(tw1 - 1, (n1 - n0) * plane, tw1):
+                v[e, c, q] = 0.0  # the spare tiles
+
+
+def _output_tiles4(m, n0, n1, chunk, th, tw1, out, bias, s, y, r, relu, zero, k):  # noqa: ANN001, ANN202
+    """out[n, kk, 4i+a, 4j+b] = (Aᵀ M A)[a, b] + bias[kk] for the tiles M = m[:, kk, (n − n0)·plane
+    + i·(tw+1) + j] (plane = th·(tw+1), ``tw1`` = tw + 1), ``chunk`` images at a time.
+
+    With ``relu``: max(that + r[n, kk, 4i+a, 4j+b], 0) instead (a residual ``r`` unless it is
+    empty), NaN kept, +0.0 (``zero[0]``) for the rest. Scratch: ``s`` [4, 6, chunk·plane];
+    ``y`` [4, 4, chunk·plane]; ``k`` = (2, 4, 5, 8).
+    """
+    _, k_count, ho, wo = out.shape
+    plane = th * tw1
+    add = r.shape[0] > 0
+    z = zero[0]
+    two, k4, k8 = k[0], k[1], k[3]
+    for kk in range(k_count):
+        bk = bias[kk]
+        for s0 in range(n0, n1, chunk):
+            s1 = min(n1, s0 + chunk)
+            tiles, off = (s1 - s0) * plane, (s0 - n0) * plane
+            # Aᵀ down each tile column b: s[a, b] (output row a)
+            for b in range(6):
+                for p in range(tiles):
+                    q = np.uint64(off + p)
+                    m0, m1, m2 = m[b, kk, q], m[6 + b, kk, q], m[12 + b, kk, q]
+                    m3, m4, m5 = m[18 + b, kk, q], m[24 + b, kk, q], m[30 + b, kk, q]
+                    s[0, b, p] = (m0 + (m1 + m2)) + (m3 + m4)
+                    s[1, b, p] = (m1 - m2) + two * (m3 - m4)
+                    s[2, b, p] = (m1 + m2) + k4 * (m3 + m4)
+                    s[3, b, p] = ((m1 - m2) + k8 * (m3 - m4)) + m5
+            # A across: y[a, b'] from s[a, 0..5], + bias
+            for a in range(4):
+                for p in range(tiles):
+                    e0, e1, e2, e3, e4, e5 = s[a, 0, p], s[a, 1, p], s[a, 2, p], s[a, 3, p], s[a, 4, p], s[a, 5, p]
+                    y[a, 0, p] = ((e0 + (e1 + e2)) + (e3 + e4)) + bk
+                    y[a, 1, p] = ((e1 - e2) + two * (e3 - e4)) + bk
+                    y[a, 2, p] = ((e1 + e2) + k4 * (e3 + e4)) + bk
+                    y[a, 3, p] = (((e1 - e2) + k8 * (e3 - e4)) + e5) + bk
+            for n in range(s0, s1):
+                for i in range(th):
+                    src = (n - s0) * plane + i * tw1
+                    for a in range(min(4, ho - 4 * i)):
+                        row = 4 * i + a
+                        for q in range(wo):
+                            v0 = y[a, q % 4, np.uint64(src + q // 4)]
+                            if relu:
+                                if add:
+                                    v0 += r[n, kk, row, q]
+                                out[n, kk, row, q] = z if v0 <= 0.0 else v0
+                            else:
+                                out[n, kk, row, q] = v0
+
+
+def _grad_tiles4(g, n0, n1, chunk, th, tw1, dm, buf, u, k):  # noqa: ANN001, ANN202
+    """dm[e = 6a + b, kk, (n − n0)·plane + i·(tw+1) + j] = (A dY Aᵀ)[a, b] of dY's 4×4 tile at rows
+    4i.., cols 4j.. of image n (plane = th·(tw+1), ``tw1`` = tw + 1), ``chunk`` images at a time.
+
+    Scratch: ``buf`` [4, 4, chunk·plane], zeroed: dY by phase (what lies past its last row or
+    column, and the spare tiles, stays zero); ``u`` [6, 4, chunk·plane]; ``k`` = (2, 4, 5, 8).
+    """
+    _, k_count, ho, w_out = g.shape
+    plane = th * tw1
+    two, k4, k8 = k[0], k[1], k[3]
+    width = buf.shape[2]
+    buf1 = buf.reshape(buf.size)
+    col = np.empty(w_out, np.int64)  # where column q goes in a row: phase plane q % 4, index q // 4
+    for q in range(w_out):
+        col[q] = (q % 4) * width + q // 4
+    for kk in range(k_count):
+        for s0 in range(n0, n1, chunk):
+            s1 = min(n1, s0 + chunk)
+            tiles, off = (s1 - s0) * plane, (s0 - n0) * plane
+            for n in range(s0, s1):
+                for r in range(ho):
+                    base = (r % 4) * 4 * width + (n - s0) * plane + (r // 4) * tw1
+                    for q in range(w_out):
+                        buf1[np.uint64(base + col[q])] = g[n, kk, r, q]
+            # A down each tile column b (rows g0..g3): g0, (g0+g2) ± (g1+g3), (g0+4g2) ± (2g1+8g3), g3
+            for b in range(4):
+                for p in range(tiles):
+                    g0, g1, g2, g3 = buf[0, b, p], buf[1, b, p], buf[2, b, p], buf[3, b, p]
+                    u[0, b, p] = g0
+                    u[1, b, p] = (g0 + g2) + (g1 + g3)
+                    u[2, b, p] = (g0 + g2) - (g1 + g3)
+                    u[3, b, p] = (g0 + k4 * g2) + (two * g1 + k8 * g3)
+                    u[4, b, p] = (g0 + k4 * g2) - (two * g1 + k8 * g3)
+                    u[5, b, p] = g3
+            # A across
+            for a in range(6):
+                for p in range(tiles):
+                    e0, e1, e2, e3 = u[a, 0, p], u[a, 1, p], u[a, 2, p], u[a, 3, p]
+                    q = np.uint64(off + p)
+                    dm[6 * a, kk, q] = e0
+                    dm[6 * a + 1, kk, q] = (e0 + e2) + (e1 + e3)
+                    dm[6 * a + 2, kk, q] = (e0 + e2) - (e1 + e3)
+                    dm[6 * a + 3, kk, q] = (e0 + k4 * e2) + (two * e1 + k8 * e3)
+                    dm[6 * a + 4, kk, q] = (e0 + k4 * e2) - (two * e1 + k8 * e3)
+                    dm[6 * a + 5, kk, q] = e3
+
+
 def applies(kernel: Any, stride: Any, dilation: Any, groups: int, pads: Any) -> bool:
     """Whether this algorithm can run here on these arguments: Numba, and
     :func:`glassnet.functional.conv.winograd_fits` (3×3, stride 1, no dilation, one group, padding 0..2)."""
     return AVAILABLE and winograd_fits(kernel, stride, dilation, groups, pads)
 
 
-def kernel_transform(weight: np.ndarray) -> np.ndarray:
-    """U[e = 4a + b, k, c] = (G g Gᵀ)[a, b] of each 3×3 kernel g = weight[k, c]: [16, K, C].
+def kernel_transform(weight: np.ndarray, tile: int = 2) -> np.ndarray:
+    """U[e = αa + b, k, c] = (G g Gᵀ)[a, b] of each 3×3 kernel g = weight[k, c]: [α², K, C],
+    α = tile + 2 (G of F(2×2, 3×3) or of F(4×4, 3×3)).
 
     As two plain matrix products over all K·C kernels at once (a stack of K·C tiny products
     took 5× longer)."""
-    g = G.astype(weight.dtype)
+    g = (G if tile == 2 else G4).astype(weight.dtype)
+    al = g.shape[0]
     k, c = weight.shape[:2]
     kc = k * c
-    gt = (weight.reshape(kc * 3, 3) @ g.T).reshape(kc, 3, 4)  # g Gᵀ: [KC, i, b]
-    u = g @ np.ascontiguousarray(gt.transpose(1, 0, 2)).reshape(3, kc * 4)  # G (g Gᵀ): [a, KC·b]
-    return np.ascontiguousarray(u.reshape(4, kc, 4).transpose(0, 2, 1)).reshape(16, k, c)
+    gt = (weight.reshape(kc * 3, 3) @ g.T).reshape(kc, 3, al)  # g Gᵀ: [KC, i, b]
+    u = g @ np.ascontiguousarray(gt.transpose(1, 0, 2)).reshape(3, kc * al)  # G (g Gᵀ): [a, KC·b]
+    return np.ascontiguousarray(u.reshape(al, kc, al).transpose(0, 2, 1)).reshape(al * al, k, c)
 
 
-def kernel_transform_adjoint(du: np.ndarray) -> np.ndarray:
-    """dW [K, C, 3, 3] = Gᵀ dU G from dU [16, K, C] (the transpose of :func:`kernel_transform`)."""
-    g = G.astype(du.dtype)
+def kernel_transform_adjoint(du: np.ndarray, tile: int = 2) -> np.ndarray:
+    """dW [K, C, 3, 3] = Gᵀ dU G from dU [α², K, C] (the transpose of :func:`kernel_transform`)."""
+    g = (G if tile == 2 else G4).astype(du.dtype)
+    al = g.shape[0]
     k, c = du.shape[1:]
     kc = k * c
-    t = np.ascontiguousarray(du.reshape(4, 4, kc).transpose(0, 2, 1)).reshape(4 * kc, 4) @ g  # [a, KC, j]
-    dw = g.T @ t.reshape(4, kc * 3)  # Gᵀ: [i, KC·j]
+    t = np.ascontiguousarray(du.reshape(al, al, kc).transpose(0, 2, 1)).reshape(al * kc, al) @ g  # [a, KC, j]
+    dw = g.T @ t.reshape(al, kc * 3)  # Gᵀ: [i, KC·j]
     return np.ascontiguousarray(dw.reshape(3, kc, 3).transpose(1, 0, 2)).reshape(k, c, 3, 3)
 
 
-def _image_blocks(n: int, channels: int, tiles: int, itemsize: int) -> list[tuple[int, int]]:
+def _image_blocks(n: int, channels: int, tiles: int, itemsize: int, tile: int = 2) -> list[tuple[int, int]]:
     """Image ranges [n0, n1), each with about BLOCK_BYTES of transformed tiles (fixed by the problem)."""
-    per_image = 16 * channels * tiles * itemsize
+    per_image = (tile + 2) ** 2 * channels * tiles * itemsize
     step = max(1, min(n, BLOCK_BYTES // per_image))
     return [(a, min(n, a + step)) for a in range(0, n, step)]
 
 
-def _tile_buffer(channels: int, images: int, plane: int, dtype: Any) -> np.ndarray:
-    """[16, channels, images + 1, plane]: one spare image keeps the 16 planes and the channel
+def _tile_buffer(channels: int, images: int, plane: int, dtype: Any, tile: int = 2) -> np.ndarray:
+    """[α², channels, images + 1, plane]: one spare image keeps the α² planes and the channel
     rows from lying a power of two apart (they evicted each other from cache: 1.6× slower
     products)."""
-    return np.empty((16, channels, images + 1, plane), dtype=dtype)
+    return np.empty(((tile + 2) ** 2, channels, images + 1, plane), dtype=dtype)
+
+
+def tiles(ho: int, wo: int, tile: int = 2) -> tuple[int, int]:
+    """(tile rows, tiles per row) of an H_out × W_out output: ⌈H_out / m⌉ and ⌈W_out / m⌉, m = ``tile``."""
+    return (ho + tile - 1) // tile, (wo + tile - 1) // tile
+
+
+def useful(ho: int, wo: int, tile: int = 2) -> float:
+    """The share of the computed tiles' outputs that are kept (the rest: past an odd edge, and
+    each row's spare tile)."""
+    th, tw = tiles(ho, wo, tile)
+    return ho * wo / (tile * tile * th * (tw + 1))
 
 
 def conv3x3(
@@ -274,59 +487,74 @@ def conv3x3(
     parts: int,
     relu: bool = False,
     residual: np.ndarray | None = None,
+    tile: int = 2,
 ) -> np.ndarray:
     """Cross-correlation of x [N, C, H, W] with weight [K, C, 3, 3], stride 1: [N, K, H_out, W_out].
 
     H_out = H + P_top + P_bottom − 2 (and W_out alike); ``pads`` = ((P_t, P_b), (P_l, P_r)).
     ``relu``: max(conv + residual, 0) instead, in the output transform (``residual`` [N, K, H_out,
-    W_out] or None): no pass of its own over the output.
+    W_out] or None): no pass of its own over the output. ``tile``: 2 for F(2×2, 3×3), 4 for
+    F(4×4, 3×3).
     """
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     k = weight.shape[0]
     (pt, pb), (pl, pr) = pads
     ho, wo = h + pt + pb - 2, w + pl + pr - 2
-    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    th, tw = tiles(ho, wo, tile)
     dtype = x.dtype
-    u = kernel_transform(weight.astype(dtype, copy=False))
+    u = kernel_transform(weight.astype(dtype, copy=False), tile)
     b = np.zeros(k, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     out = np.empty((n, k, ho, wo), dtype=dtype)
     r = np.empty((0, 0, 0, 0), dtype) if residual is None else np.ascontiguousarray(residual, dtype=dtype)
     zero = np.zeros(1, dtype)
-    blocks = _image_blocks(n, max(c, k), th * (tw + 1), dtype.itemsize)
-    kernels = _kernels()
-
     plane = th * (tw + 1)
+    blocks = _image_blocks(n, max(c, k), plane, dtype.itemsize, tile)
+    kernels = _kernels()
+    al2 = (tile + 2) ** 2
+    consts = np.array([2, 4, 5, 8], dtype)
+    chunk = max(1, TILE_CHUNK // plane)
 
     def work(part: int, count: int) -> None:
         mine = blocks[part::count]
         if not mine:
             return
         most = max(b1 - b0 for b0, b1 in mine)
-        v4, m4 = _tile_buffer(c, most, plane, dtype), _tile_buffer(k, most, plane, dtype)
-        v, m = v4.reshape(16, c, -1), m4.reshape(16, k, -1)
-        ev, od = np.zeros((th + 2) * 2 * (tw + 1), dtype), np.zeros((th + 2) * 2 * (tw + 1), dtype)
-        ue, uo = np.empty((4, plane + 1), dtype), np.empty((4, plane + 1), dtype)
-        s, ye, yo = np.empty((8, plane), dtype), np.empty((2, plane), dtype), np.empty((2, plane), dtype)
+        v4, m4 = _tile_buffer(c, most, plane, dtype, tile), _tile_buffer(k, most, plane, dtype, tile)
+        v, m = v4.reshape(al2, c, -1), m4.reshape(al2, k, -1)
+        if tile == 2:
+            ev, od = np.zeros((th + 2) * 2 * (tw + 1), dtype), np.zeros((th + 2) * 2 * (tw + 1), dtype)
+            ue, uo = np.empty((4, plane + 1), dtype), np.empty((4, plane + 1), dtype)
+            s, ye, yo = np.empty((8, plane), dtype), np.empty((2, plane), dtype), np.empty((2, plane), dtype)
+        else:
+            cols = chunk * plane
+            rows, t = np.zeros((6, 4 * cols + 8), dtype), np.empty((6, 6, cols), dtype)
+            s, y = np.empty((4, 6, cols), dtype), np.empty((4, 4, cols), dtype)
         for n0, n1 in mine:
-            t = (n1 - n0) * plane
-            kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
-            np.matmul(u, v[:, :, :t], out=m[:, :, :t])
-            kernels.output_tiles(m4, n0, n1, th, out, b, s, ye, yo, r, relu, zero)
+            cols = (n1 - n0) * plane
+            if tile == 2:
+                kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
+            else:
+                kernels.input_tiles4(x, n0, n1, chunk, th, tw + 1, pt, pl, v, rows, t, consts)
+            np.matmul(u, v[:, :, :cols], out=m[:, :, :cols])
+            if tile == 2:
+                kernels.output_tiles(m4, n0, n1, th, out, b, s, ye, yo, r, relu, zero)
+            else:
+                kernels.output_tiles4(m, n0, n1, chunk, th, tw + 1, out, b, s, y, r, relu, zero, consts)
 
     parallel(work, min(parts, len(blocks)))
     return out
 
 
-def conv3x3_input_grad(grad: np.ndarray, weight: np.ndarray, pads: Any, parts: int) -> np.ndarray:
+def conv3x3_input_grad(grad: np.ndarray, weight: np.ndarray, pads: Any, parts: int, tile: int = 2) -> np.ndarray:
     """dx of :func:`conv3x3`: dY [N, K, H_out, W_out] correlated with the kernel rotated by 180°
     and its channels swapped, padded by 2 − P on each side: [N, C, H, W]."""
     w_t = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     (pt, pb), (pl, pr) = pads
-    return conv3x3(grad, w_t, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), parts)
+    return conv3x3(grad, w_t, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), parts, tile=tile)
 
 
-def conv3x3_weight_grad(x: np.ndarray, grad: np.ndarray, pads: Any, parts: int) -> np.ndarray:
+def conv3x3_weight_grad(x: np.ndarray, grad: np.ndarray, pads: Any, parts: int, tile: int = 2) -> np.ndarray:
     """dW [K, C, 3, 3] of :func:`conv3x3` = Gᵀ (Σ_tiles dM Vᵀ) G, one partial per image block
     added in block order."""
     x = np.ascontiguousarray(x)
@@ -334,34 +562,45 @@ def conv3x3_weight_grad(x: np.ndarray, grad: np.ndarray, pads: Any, parts: int) 
     n, c, h, w = x.shape
     _, k, ho, wo = grad.shape
     (pt, _), (pl, _) = pads
-    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    th, tw = tiles(ho, wo, tile)
     dtype = x.dtype
-    blocks = _image_blocks(n, max(c, k), th * (tw + 1), dtype.itemsize)
-    partial = np.empty((len(blocks), 16, k, c), dtype=dtype)
-    kernels = _kernels()
-
     plane = th * (tw + 1)
+    blocks = _image_blocks(n, max(c, k), plane, dtype.itemsize, tile)
+    al2 = (tile + 2) ** 2
+    partial = np.empty((len(blocks), al2, k, c), dtype=dtype)
+    kernels = _kernels()
+    consts = np.array([2, 4, 5, 8], dtype)
+    chunk = max(1, TILE_CHUNK // plane)
 
     def work(part: int, count: int) -> None:
         mine = range(part, len(blocks), count)
         if not mine:
             return
         most = max(blocks[i][1] - blocks[i][0] for i in mine)
-        v4, d4 = _tile_buffer(c, most, plane, dtype), _tile_buffer(k, most, plane, dtype)
-        v, d = v4.reshape(16, c, -1), d4.reshape(16, k, -1)
-        ev, od = np.zeros((th + 2) * 2 * (tw + 1), dtype), np.zeros((th + 2) * 2 * (tw + 1), dtype)
-        ue, uo = np.empty((4, plane + 1), dtype), np.empty((4, plane + 1), dtype)
-        ge, go = np.zeros(th * 2 * (tw + 1), dtype), np.zeros(th * 2 * (tw + 1), dtype)
-        we, wo_ = np.empty((4, plane), dtype), np.empty((4, plane), dtype)
+        v4, d4 = _tile_buffer(c, most, plane, dtype, tile), _tile_buffer(k, most, plane, dtype, tile)
+        v, d = v4.reshape(al2, c, -1), d4.reshape(al2, k, -1)
+        if tile == 2:
+            ev, od = np.zeros((th + 2) * 2 * (tw + 1), dtype), np.zeros((th + 2) * 2 * (tw + 1), dtype)
+            ue, uo = np.empty((4, plane + 1), dtype), np.empty((4, plane + 1), dtype)
+            ge, go = np.zeros(th * 2 * (tw + 1), dtype), np.zeros(th * 2 * (tw + 1), dtype)
+            we, wo_ = np.empty((4, plane), dtype), np.empty((4, plane), dtype)
+        else:
+            cols = chunk * plane
+            rows, t = np.zeros((6, 4 * cols + 8), dtype), np.empty((6, 6, cols), dtype)
+            gbuf, ug = np.zeros((4, 4, cols), dtype), np.empty((6, 4, cols), dtype)
         for i in mine:
             n0, n1 = blocks[i]
-            t = (n1 - n0) * plane
-            kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
-            kernels.grad_tiles(grad, n0, n1, th, d4, ge, go, we, wo_)
-            np.matmul(d[:, :, :t], v[:, :, :t].transpose(0, 2, 1), out=partial[i])
+            cols = (n1 - n0) * plane
+            if tile == 2:
+                kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
+                kernels.grad_tiles(grad, n0, n1, th, d4, ge, go, we, wo_)
+            else:
+                kernels.input_tiles4(x, n0, n1, chunk, th, tw + 1, pt, pl, v, rows, t, consts)
+                kernels.grad_tiles4(grad, n0, n1, chunk, th, tw + 1, d, gbuf, ug, consts)
+            np.matmul(d[:, :, :cols], v[:, :, :cols].transpose(0, 2, 1), out=partial[i])
 
     parallel(work, min(parts, len(blocks)))
     du = partial[0]
     for more in partial[1:]:
         du += more
-    return kernel_transform_adjoint(du)
+    return kernel_transform_adjoint(du, tile)

@@ -37,8 +37,10 @@ from ._op import Context, Meta, Op
 from .window import check_4d, describe_window, pad2d, taps, unpad2d
 
 # How glassnet.fast computes a convolution (``algorithm=``): three im2col layouts, or Winograd
-# F(2×2, 3×3) for 3×3 stride-1 kernels (glassnet.fast.winograd). The reference ignores it.
-ALGORITHMS = ("shift", "gather", "hwn", "winograd")
+# F(2×2, 3×3) or F(4×4, 3×3) for 3×3 stride-1 kernels (glassnet.fast.winograd). The reference
+# ignores it.
+ALGORITHMS = ("shift", "gather", "hwn", "winograd", "winograd4")
+WINOGRAD = ("winograd", "winograd4")
 
 
 def _check(x: Any, weight: Any, bias: Any, groups: Any) -> None:
@@ -84,7 +86,7 @@ def conv2d_geometry(
 
 
 def winograd_fits(kernel: Any, stride: Pair, dilation: Pair, groups: int, pads: Pads) -> bool:
-    """Whether ``algorithm='winograd'`` can compute these (normalised) arguments: a 3×3 kernel,
+    """Whether ``algorithm='winograd'`` (or ``'winograd4'``) can compute these (normalised) arguments: a 3×3 kernel,
     stride 1, dilation 1, one group and each padding 0..2 (its dx runs as a forward with
     padding 2 − P). The one rule, for the argument check here and the fast kernel's choice."""
     return (
@@ -113,12 +115,12 @@ def conv2d_arguments(
     geometry = conv2d_geometry(tuple(x.shape), tuple(weight.shape), stride, padding, dilation)
     if algorithm == "shift" and geometry[0] != (1, 1):
         raise ValueError(f"conv2d: algorithm='shift' needs stride 1, got stride {geometry[0]}")
-    if algorithm == "winograd":
+    if algorithm in WINOGRAD:
         stride, dilation, pads, _ = geometry
         kernel = tuple(weight.shape[2:])
         if not winograd_fits(kernel, stride, dilation, groups, pads):
             raise ValueError(
-                "conv2d: algorithm='winograd' needs a 3×3 kernel, stride 1, dilation 1, groups 1 and "
+                f"conv2d: algorithm={algorithm!r} needs a 3×3 kernel, stride 1, dilation 1, groups 1 and "
                 f"padding 0..2 on each side; got kernel {kernel[0]}×{kernel[1]}, stride {stride}, "
                 f"dilation {dilation}, groups {groups}, padding {pads}"
             )
@@ -153,7 +155,8 @@ def conv2d_forward(
         groups: input and output channels are split into this many groups.
         flip: rotate the kernel by 180° (true convolution).
         algorithm: how the fast kernel computes it: an im2col layout (``'shift'``, ``'hwn'``,
-            ``'gather'``), ``'winograd'`` (3×3, stride 1) or None: by cost. Checked here as
+            ``'gather'``), ``'winograd'`` (F(2×2, 3×3): 3×3, stride 1), ``'winograd4'``
+            (F(4×4, 3×3)) or None: by cost. Checked here as
             there, otherwise unused: the reference always builds the im2col tap by tap.
 
     Output: [N, C_out, H_out, W_out], H_out = floor((H + P_t + P_b − d·(k_h−1) − 1)/s) + 1.
