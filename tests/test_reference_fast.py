@@ -216,6 +216,9 @@ def test_conv2d_winograd_is_the_automatic_choice_for_large_3x3_stride_1_layers()
     assert ctx.path == "winograd4"  # 8²: 67 %
     _, ctx = F.conv2d.forward(np.concatenate([x] * 2)[:, :, :14, :14], w, padding=1)
     assert ctx.path == "winograd"  # 14²: 61 % of F(4×4)'s, 88 % of F(2×2)'s
+    wide_x, wide_w = np.concatenate([x] * 9, axis=1), np.concatenate([w] * 9, axis=1)
+    _, ctx = F.conv2d.forward(wide_x, wide_w, padding=1)
+    assert ctx.path == "winograd"  # 144 input channels: F(4×4)'s float32 rounding grows with C
     _, ctx = F.conv2d.forward(x, w, padding=1, stride=2)
     assert ctx.path not in winograds
     _, ctx = F.conv2d.forward(x[:1, :, :8, :8], w, padding=1)  # too small to pay

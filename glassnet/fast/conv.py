@@ -90,6 +90,11 @@ WINOGRAD_MIN_USEFUL = 0.7
 # ResNet-20 at batch 128, one thread, forward + weight gradient + input gradient per layer
 # (F(2×2) → F(4×4)): C16 32² 35.7 → 30.3 ms, C32 16² 28.5 → 22.6, C64 8² 22.9 → 19.8.
 WINOGRAD4_MIN_USEFUL = 0.65
+# ... and only up to this many input channels: its float32 error grows with C (largest error over
+# largest output, ReLU'd input, He-scaled weights: C16 3.6e-6, C64 6.4e-6, C128 7.1e-6, C256 9.8e-6,
+# C512 9.3e-6; F(2×2): 2.5-5.7e-7), and past 128 it would sit at the 1e-5 that every fast path
+# is held to against the reference.
+WINOGRAD4_MAX_CHANNELS = 128
 # 'gather' (Numba) is chosen from this many im2col elements; smaller layers take 'hwn'. Not for
 # speed: a process's first Numba kernel costs about 1.5 s (importing Numba, loading the cached
 # code), which a single-image prediction should not pay (ResNet-20's strided layers at batch 1
@@ -239,7 +244,7 @@ def choose_algorithm(
         and min(c, f) >= 2
         and winograd.applies((kh, kw), stride, dilation, groups, pads)
     ):
-        if winograd.useful(ho, wo, 4) >= WINOGRAD4_MIN_USEFUL:
+        if c <= WINOGRAD4_MAX_CHANNELS and winograd.useful(ho, wo, 4) >= WINOGRAD4_MIN_USEFUL:
             return "winograd4"
         if winograd.useful(ho, wo, 2) >= WINOGRAD_MIN_USEFUL:
             return "winograd"
