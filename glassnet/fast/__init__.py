@@ -11,8 +11,9 @@ op             fast kernel
 =============  ===================================================================
 conv2d         :mod:`.conv`: im2col by shifted slices, batch-innermost or gathered
                taps (``algorithm=``), blocked and split over worker threads; 3×3
-               stride-1 layers by Winograd F(2×2, 3×3) (:mod:`.winograd`: Numba
-               transforms, 2.25× fewer multiplications)
+               stride-1 layers by Winograd F(4×4, 3×3) or F(2×2, 3×3)
+               (:mod:`.winograd`: Numba transforms, 4× or 2.25× fewer
+               multiplications)
 max_pool2d     :mod:`.pool`: separable two-pass maximum with uint8 winners
                (windows up to 255 cells), split over worker threads
 batch_norm     :mod:`.norm`: one fused Numba loop a pass (float64 row sums, x̂

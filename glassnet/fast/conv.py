@@ -69,9 +69,10 @@ PARALLEL_MIN = 2**21
 # Measured single-threaded (SkylakeX kernels), fwd+bwd: N128 C32 16² → F64 stride 2
 # (2^20 elements) 19.2 ms hwn, 13.1 gather; N128 C64 8² (2^19) 19.0 hwn, 24.1 gather.
 HWN_MAX_INPUT = 2**19
-# Winograd F(2×2, 3×3) is chosen (where it applies) from this many multiply-adds a forward and
-# this many output positions N·H_out·W_out: its fixed costs (kernel transforms, one weight-
-# gradient partial per image block) grow with C·K, its savings with C·K·positions. Measured
+# Winograd (F(2×2, 3×3) or F(4×4, 3×3)) is chosen (where it applies) from this many
+# multiply-adds a forward and this many output positions N·H_out·W_out: its fixed costs (kernel
+# transforms, one weight-gradient partial per image block) grow with C·K, its savings with
+# C·K·positions. Measured
 # single-threaded, forward + backward, with freed memory kept (as the CLI runs): N1 C16 32²
 # 0.29 ms against 0.30 (shift), N8 C16 32² 1.05 against 1.53, N16 C3 32² 1.09 against 1.49;
 # but N4 C64 8² (256 positions) 1.11 against 0.74 and N1 C32 16² 0.35 against 0.28. ResNet-20

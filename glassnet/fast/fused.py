@@ -4,7 +4,7 @@ The definition is :func:`glassnet.functional.fused.conv2d_bn_relu_forward`: the 
 then batch norm with the running statistics, the residual's addition and ReLU. With fixed
 statistics batch norm is a per-channel affine map y = conv·a + b, a = γ/√(σ² + ε),
 b = β − μ·a, so it folds into the convolution: weights w·a, bias (bias − μ)·a + β (PyTorch's
-``fuse_conv_bn_eval`` folds the same way). Where the convolution runs as Winograd F(2×2, 3×3),
+``fuse_conv_bn_eval`` folds the same way). Where the convolution runs as Winograd (F(2×2) or F(4×4)),
 the residual and ReLU are applied by its output transform as it writes each tile
 (:func:`glassnet.fast.winograd.conv3x3` with ``relu=True``): the output is written once and
 never read again, where the two ops take a second pass over it. The result equals the
