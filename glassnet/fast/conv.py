@@ -291,12 +291,12 @@ def conv2d_forward(
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
     parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
 
-    if algorithm in ("winograd", "winograd4"):
+    if algorithm in winograd.TILES:
         if not winograd.AVAILABLE:
             raise RuntimeError(f"conv2d: algorithm={algorithm!r} needs Numba, which could not be imported here")
         x = np.ascontiguousarray(x)
         wk = np.ascontiguousarray(wk)
-        tile = 4 if algorithm == "winograd4" else 2
+        tile = winograd.TILES[algorithm]
         out = winograd.conv3x3(x, wk, bias, pads, parts, tile=tile)
         ctx = Context(path=algorithm, x=x, wk=wk, parts=parts, tile=tile)
     elif algorithm == "shift":
@@ -389,7 +389,7 @@ def conv2d_backward(
     w_mat = ctx.w_mat
     db = grad.sum(axis=(0, 2, 3)) if ctx.has_bias else None
 
-    if ctx.path in ("winograd", "winograd4"):
+    if ctx.path in winograd.TILES:
         grad = np.ascontiguousarray(grad)
         dw = winograd.conv3x3_weight_grad(ctx.x, grad, ctx.pads, ctx.parts, ctx.tile)
         dx = winograd.conv3x3_input_grad(grad, ctx.wk, ctx.pads, ctx.parts, ctx.tile) if need_dx else None

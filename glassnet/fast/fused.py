@@ -61,7 +61,7 @@ def _folded(
     n, f = x.shape[0], weight.shape[0]
     dtype = x.dtype
     algorithm = conv.choose_algorithm(x.shape, weight.shape, stride, dilation, pads, groups, out_hw)
-    if algorithm not in ("winograd", "winograd4"):
+    if algorithm not in winograd.TILES:
         return None
     per_channel = (running_mean, running_var, bn_weight, bn_bias)
     if any(v is not None and (not isinstance(v, np.ndarray) or v.shape != (f,)) for v in per_channel):
@@ -80,7 +80,7 @@ def _folded(
     wk = weight[:, :, ::-1, ::-1] if flip else weight
     w_folded = np.ascontiguousarray(wk * a.reshape(f, 1, 1, 1), dtype=dtype)
     parts = num_workers() if math.prod(weight.shape[1:]) * n * math.prod(out_hw) >= conv.PARALLEL_MIN else 1
-    tile = 4 if algorithm == "winograd4" else 2
+    tile = winograd.TILES[algorithm]
     return winograd.conv3x3(np.ascontiguousarray(x), w_folded, b, pads, parts, relu=True, residual=residual, tile=tile)
 
 

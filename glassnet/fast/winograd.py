@@ -66,6 +66,8 @@ from ._jit import compile_kernels
 # AVAILABLE: whether this algorithm can run here. Numba is a dependency, imported at the first
 # Winograd convolution (not with glassnet: it takes ~0.9 s); without it (a Python it has no
 # wheel for) the im2col algorithms run instead.
+#: The fast conv's algorithm names for the two, and their output tile sizes.
+TILES = {"winograd": 2, "winograd4": 4}
 #: A block of images is sized so that its transformed tiles take about this many bytes.
 BLOCK_BYTES = 2**20
 #: F(4×4, 3×3) transforms a block's images this many tiles at a time (whole images, at least
