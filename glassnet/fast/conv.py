@@ -87,10 +87,11 @@ WINOGRAD_MIN_POSITIONS = 2048
 WINOGRAD_MIN_USEFUL = 0.7
 # Of the two, F(4×4, 3×3) ('winograd4': 2.25 products an output where F(2×2) has 4, and 2.25
 # transformed values an input where F(2×2) has 4) is chosen unless under this share of its
-# 4×4 tiles' outputs are kept: 8² keeps 67 % (F(2×2): 80 %), 14² 61 % (88 %), 32² 89 % (94 %).
-# ResNet-20 at batch 128, one thread, forward + weight gradient + input gradient per layer
-# (F(2×2) → F(4×4)): C16 32² 35.7 → 30.3 ms, C32 16² 28.5 → 22.6, C64 8² 22.9 → 19.8.
-WINOGRAD4_MIN_USEFUL = 0.65
+# 4×4 tiles' outputs are kept (it has no spare tile): 8², 16², 28², 32² keep all (F(2×2): 80-94 %),
+# 14² and 7² 77 % (F(2×2): 88 % and 61 %). ResNet-20 at batch 128, one thread, forward + weight
+# gradient + input gradient per layer (F(2×2) → F(4×4) with a spare tile a row → without):
+# C16 32² 35.7 → 30.3 → 32.9 ms, C32 16² 28.5 → 22.6 → 20.3, C64 8² 22.9 → 19.8 → 14.5.
+WINOGRAD4_MIN_USEFUL = 0.8
 # ... and only up to this many input channels: its float32 error grows with C (largest error over
 # largest output, ReLU'd input, He-scaled weights: C16 3.6e-6, C64 6.4e-6, C128 7.1e-6, C256 9.8e-6,
 # C512 9.3e-6; F(2×2): 2.5-5.7e-7), and past 128 it would sit at the 1e-5 that every fast path

@@ -259,27 +259,36 @@ def _grad_tiles(g, n0, n1, th, dm, ge, go, we, wo):  # noqa: ANN001, ANN202
 #           [0,  2, −1, −2, 1, 0],
 #           [0,  4,  0, −5, 0, 1]]
 #
-# Layout: as F(2×2)'s, tile p = i·(tw+1) + j with a spare tile per row. The padded plane is
-# kept by phase, ``buf[r % 4, q % 4, (r // 4)·(tw+1) + q // 4]`` for row r and column q, so the
-# element (a, b) of tile p lies at ``buf[a % 4, b % 4, p + (a // 4)·(tw+1) + b // 4]``: every
-# loop runs over a whole plane with an affine index. The constants 2, 4, 5, 8 come in ``k`` in
-# the arrays' type (a literal is a float64, which would widen the arithmetic).
+# Layout: tile p = i·tw + j, row after row, with no spare tile (F(2×2)'s layout has one per
+# row). The chunk's padded images are kept as rows: row 4i + a of tile row i (a < 4) at
+# ``rows[a, 4·(n·plane + i·tw) + col]`` and the next tile row's first two rows again at
+# ``rows[4 + a]``, so tile p's patch row a starts at ``rows[a, 4p]``: four columns there, and
+# the last two (the next tile's first two, or past the row's 4·tw columns for a row's last
+# tile) in ``ext[a, 0..1, p]``. Every loop runs over all the chunk's tiles with an affine index.
+# The constants 2, 4, 5, 8 come in ``k`` in the arrays' type (a literal is a float64, which
+# would widen the arithmetic).
 
 
-def _input_tiles4(x, n0, n1, chunk, th, tw1, pt, pl, v, rows, t, k):  # noqa: ANN001, ANN202
-    """v[e = 6a + b, c, (n − n0)·plane + i·(tw+1) + j] = (Bᵀ d B)[a, b] of the 6×6 patch d at rows
-    4i−pt.., cols 4j−pl.. of image n (plane = th·(tw+1), ``tw1`` = tw + 1), ``chunk`` images at a time.
+def _input_tiles4(x, n0, n1, chunk, th, tw, pt, pl, v, rows, ext, t, k):  # noqa: ANN001, ANN202
+    """v[e = 6a + b, c, (n − n0)·plane + i·tw + j] = (Bᵀ d B)[a, b] of the 6×6 patch d at rows
+    4i−pt.., cols 4j−pl.. of image n (plane = th·tw), ``chunk`` images at a time.
 
-    Scratch: ``rows`` [6, 4·chunk·plane + 8], zeroed (what is never written stays zero: the
-    padding): row 4i + a of the chunk's padded image n at ``rows[a, 4·(n·plane + i·(tw+1)) + col]``
-    for a < 4, and rows 4i+4, 4i+5 (the next tile row's first two) again at ``rows[4 + a]``: tile
-    p's patch row a is then ``rows[a, 4p .. 4p+5]``, an affine index over the chunk's tiles (one
-    image has 6 to 72), and the chunk's scratch stays in cache. ``t`` [6, 6, chunk·plane];
-    ``k`` = (2, 4, 5, 8).
+    Scratch, zeroed (what is never written stays zero: the padding): ``rows`` [6, 4·chunk·plane
+    + 8] and ``ext`` [6, 2, chunk·plane] (see the layout above); ``t`` [6, 6, chunk·plane];
+    ``k`` = (2, 4, 5, 8). The chunk's scratch stays in cache.
     """
     _, c_count, h, w = x.shape
-    plane = th * tw1
+    plane = th * tw
     two, k4, k5 = k[0], k[1], k[2]
+    main = min(w, 4 * tw - pl)  # columns q < main lie in the rows; the rest (at most 2) only in ext
+    # ext's entry of column q: it is column e = (q + pl) % 4 < 2 of tile (q + pl) // 4 − 1's next
+    # tile (or past the row's end), as an offset from the tile row's first tile; −1: none
+    ext_at = np.empty(w, np.int64)
+    for q in range(w):
+        col = q + pl
+        ext_at[q] = (col % 4) * chunk * plane + col // 4 - 1 if col % 4 < 2 and col >= 4 else -1
+    ext1 = ext.reshape(ext.size)
+    span = 2 * chunk * plane  # ext1's stride between patch rows a (ext is [6, 2, chunk·plane])
     for c in range(c_count):
         for s0 in range(n0, n1, chunk):
             s1 = min(n1, s0 + chunk)
@@ -287,19 +296,25 @@ def _input_tiles4(x, n0, n1, chunk, th, tw1, pt, pl, v, rows, t, k):  # noqa: AN
             for n in range(s0, s1):
                 for r in range(h):
                     ri, ra = (r + pt) // 4, (r + pt) % 4
-                    if ri < th:
-                        base = 4 * ((n - s0) * plane + ri * tw1) + pl
+                    for part in range(2):  # the row as patch row ra of tile row ri, and as 4 + ra of ri − 1
+                        if part == 0 and ri < th:
+                            a, seg = ra, (n - s0) * plane + ri * tw
+                        elif part == 1 and ra < 2 and 1 <= ri <= th:
+                            a, seg = 4 + ra, (n - s0) * plane + (ri - 1) * tw
+                        else:
+                            continue
+                        base = 4 * seg + pl
+                        for q in range(main):
+                            rows[a, np.uint64(base + q)] = x[n, c, r, q]
+                        eb = a * span + seg
                         for q in range(w):
-                            rows[ra, np.uint64(base + q)] = x[n, c, r, q]
-                    if ra < 2 and 1 <= ri <= th:
-                        base = 4 * ((n - s0) * plane + (ri - 1) * tw1) + pl
-                        for q in range(w):
-                            rows[4 + ra, np.uint64(base + q)] = x[n, c, r, q]
-            # B along each patch row a: t[a, b] from its columns d0..d5 = rows[a, 4p .. 4p+5]
+                            if ext_at[q] >= 0:
+                                ext1[np.uint64(eb + ext_at[q])] = x[n, c, r, q]
+            # B along each patch row a: t[a, b] from its columns d0..d5
             for a in range(6):
                 for p in range(tiles):
-                    d0, d1, d2 = rows[a, 4 * p], rows[a, 4 * p + 1], rows[a, 4 * p + 2]
-                    d3, d4, d5 = rows[a, 4 * p + 3], rows[a, 4 * p + 4], rows[a, 4 * p + 5]
+                    d0, d1, d2, d3 = rows[a, 4 * p], rows[a, 4 * p + 1], rows[a, 4 * p + 2], rows[a, 4 * p + 3]
+                    d4, d5 = ext[a, 0, p], ext[a, 1, p]
                     u1, w1 = d4 - k4 * d2, d3 - k4 * d1
                     u2, w2 = d4 - d2, two * (d3 - d1)
                     t[a, 0, p] = (k4 * d0 - k5 * d2) + d4
@@ -321,21 +336,18 @@ def _input_tiles4(x, n0, n1, chunk, th, tw1, pt, pl, v, rows, t, k):  # noqa: AN
                     v[18 + b, c, q] = u2 + w2
                     v[24 + b, c, q] = u2 - w2
                     v[30 + b, c, q] = (k4 * e1 - k5 * e3) + e5
-        for e in range(36):
-            for q in range(tw1 - 1, (n1 - n0) * plane, tw1):
-                v[e, c, q] = 0.0  # the spare tiles
 
 
-def _output_tiles4(m, n0, n1, chunk, th, tw1, out, bias, s, y, r, relu, zero, k):  # noqa: ANN001, ANN202
+def _output_tiles4(m, n0, n1, chunk, th, tw, out, bias, s, y, r, relu, zero, k):  # noqa: ANN001, ANN202
     """out[n, kk, 4i+a, 4j+b] = (Aᵀ M A)[a, b] + bias[kk] for the tiles M = m[:, kk, (n − n0)·plane
-    + i·(tw+1) + j] (plane = th·(tw+1), ``tw1`` = tw + 1), ``chunk`` images at a time.
+    + i·tw + j] (plane = th·tw), ``chunk`` images at a time.
 
     With ``relu``: max(that + r[n, kk, 4i+a, 4j+b], 0) instead (a residual ``r`` unless it is
     empty), NaN kept, +0.0 (``zero[0]``) for the rest. Scratch: ``s`` [4, 6, chunk·plane];
     ``y`` [4, 4, chunk·plane]; ``k`` = (2, 4, 5, 8).
     """
     _, k_count, ho, wo = out.shape
-    plane = th * tw1
+    plane = th * tw
     add = r.shape[0] > 0
     z = zero[0]
     two, k4, k8 = k[0], k[1], k[3]
@@ -364,7 +376,7 @@ def _output_tiles4(m, n0, n1, chunk, th, tw1, out, bias, s, y, r, relu, zero, k)
                     y[a, 3, p] = (((e1 - e2) + k8 * (e3 - e4)) + e5) + bk
             for n in range(s0, s1):
                 for i in range(th):
-                    src = (n - s0) * plane + i * tw1
+                    src = (n - s0) * plane + i * tw
                     for a in range(min(4, ho - 4 * i)):
                         row = 4 * i + a
                         for q in range(wo):
@@ -377,15 +389,15 @@ def _output_tiles4(m, n0, n1, chunk, th, tw1, out, bias, s, y, r, relu, zero, k)
                                 out[n, kk, row, q] = v0
 
 
-def _grad_tiles4(g, n0, n1, chunk, th, tw1, dm, buf, u, k):  # noqa: ANN001, ANN202
-    """dm[e = 6a + b, kk, (n − n0)·plane + i·(tw+1) + j] = (A dY Aᵀ)[a, b] of dY's 4×4 tile at rows
-    4i.., cols 4j.. of image n (plane = th·(tw+1), ``tw1`` = tw + 1), ``chunk`` images at a time.
+def _grad_tiles4(g, n0, n1, chunk, th, tw, dm, buf, u, k):  # noqa: ANN001, ANN202
+    """dm[e = 6a + b, kk, (n − n0)·plane + i·tw + j] = (A dY Aᵀ)[a, b] of dY's 4×4 tile at rows
+    4i.., cols 4j.. of image n (plane = th·tw), ``chunk`` images at a time.
 
     Scratch: ``buf`` [4, 4, chunk·plane], zeroed: dY by phase (what lies past its last row or
-    column, and the spare tiles, stays zero); ``u`` [6, 4, chunk·plane]; ``k`` = (2, 4, 5, 8).
+    column stays zero); ``u`` [6, 4, chunk·plane]; ``k`` = (2, 4, 5, 8).
     """
     _, k_count, ho, w_out = g.shape
-    plane = th * tw1
+    plane = th * tw
     two, k4, k8 = k[0], k[1], k[3]
     width = buf.shape[2]
     buf1 = buf.reshape(buf.size)
@@ -398,7 +410,7 @@ def _grad_tiles4(g, n0, n1, chunk, th, tw1, dm, buf, u, k):  # noqa: ANN001, ANN
             tiles, off = (s1 - s0) * plane, (s0 - n0) * plane
             for n in range(s0, s1):
                 for r in range(ho):
-                    base = (r % 4) * 4 * width + (n - s0) * plane + (r // 4) * tw1
+                    base = (r % 4) * 4 * width + (n - s0) * plane + (r // 4) * tw
                     for q in range(w_out):
                         buf1[np.uint64(base + col[q])] = g[n, kk, r, q]
             # A down each tile column b (rows g0..g3): g0, (g0+g2) ± (g1+g3), (g0+4g2) ± (2g1+8g3), g3
@@ -475,11 +487,17 @@ def tiles(ho: int, wo: int, tile: int = 2) -> tuple[int, int]:
     return (ho + tile - 1) // tile, (wo + tile - 1) // tile
 
 
-def useful(ho: int, wo: int, tile: int = 2) -> float:
-    """The share of the computed tiles' outputs that are kept (the rest: past an odd edge, and
-    each row's spare tile)."""
+def plane_tiles(ho: int, wo: int, tile: int = 2) -> int:
+    """Tiles computed per image and channel: th·(tw + 1) for F(2×2) (a spare tile a row), th·tw
+    for F(4×4)."""
     th, tw = tiles(ho, wo, tile)
-    return ho * wo / (tile * tile * th * (tw + 1))
+    return th * (tw + 1) if tile == 2 else th * tw
+
+
+def useful(ho: int, wo: int, tile: int = 2) -> float:
+    """The share of the computed tiles' outputs that are kept (the rest: past an edge that is not
+    a multiple of the tile, and F(2×2)'s spare tile a row)."""
+    return ho * wo / (tile * tile * plane_tiles(ho, wo, tile))
 
 
 def conv3x3(
@@ -511,7 +529,7 @@ def conv3x3(
     out = np.empty((n, k, ho, wo), dtype=dtype)
     r = np.empty((0, 0, 0, 0), dtype) if residual is None else np.ascontiguousarray(residual, dtype=dtype)
     zero = np.zeros(1, dtype)
-    plane = th * (tw + 1)
+    plane = plane_tiles(ho, wo, tile)
     blocks = _image_blocks(n, max(c, k), plane, dtype.itemsize, tile)
     kernels = _kernels()
     al2 = (tile + 2) ** 2
@@ -531,19 +549,19 @@ def conv3x3(
             s, ye, yo = np.empty((8, plane), dtype), np.empty((2, plane), dtype), np.empty((2, plane), dtype)
         else:
             cols = chunk * plane
-            rows, t = np.zeros((6, 4 * cols + 8), dtype), np.empty((6, 6, cols), dtype)
-            s, y = np.empty((4, 6, cols), dtype), np.empty((4, 4, cols), dtype)
+            rows, ext = np.zeros((6, 4 * cols + 8), dtype), np.zeros((6, 2, cols), dtype)
+            t, s, y = np.empty((6, 6, cols), dtype), np.empty((4, 6, cols), dtype), np.empty((4, 4, cols), dtype)
         for n0, n1 in mine:
             cols = (n1 - n0) * plane
             if tile == 2:
                 kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
             else:
-                kernels.input_tiles4(x, n0, n1, chunk, th, tw + 1, pt, pl, v, rows, t, consts)
+                kernels.input_tiles4(x, n0, n1, chunk, th, tw, pt, pl, v, rows, ext, t, consts)
             np.matmul(u, v[:, :, :cols], out=m[:, :, :cols])
             if tile == 2:
                 kernels.output_tiles(m4, n0, n1, th, out, b, s, ye, yo, r, relu, zero)
             else:
-                kernels.output_tiles4(m, n0, n1, chunk, th, tw + 1, out, b, s, y, r, relu, zero, consts)
+                kernels.output_tiles4(m, n0, n1, chunk, th, tw, out, b, s, y, r, relu, zero, consts)
 
     parallel(work, min(parts, len(blocks)))
     return out
@@ -567,7 +585,7 @@ def conv3x3_weight_grad(x: np.ndarray, grad: np.ndarray, pads: Any, parts: int, 
     (pt, _), (pl, _) = pads
     th, tw = tiles(ho, wo, tile)
     dtype = x.dtype
-    plane = th * (tw + 1)
+    plane = plane_tiles(ho, wo, tile)
     blocks = _image_blocks(n, max(c, k), plane, dtype.itemsize, tile)
     al2 = (tile + 2) ** 2
     partial = np.empty((len(blocks), al2, k, c), dtype=dtype)
@@ -589,7 +607,11 @@ def conv3x3_weight_grad(x: np.ndarray, grad: np.ndarray, pads: Any, parts: int, 
             we, wo_ = np.empty((4, plane), dtype), np.empty((4, plane), dtype)
         else:
             cols = chunk * plane
-            rows, t = np.zeros((6, 4 * cols + 8), dtype), np.empty((6, 6, cols), dtype)
+            rows, ext, t = (
+                np.zeros((6, 4 * cols + 8), dtype),
+                np.zeros((6, 2, cols), dtype),
+                np.empty((6, 6, cols), dtype),
+            )
             gbuf, ug = np.zeros((4, 4, cols), dtype), np.empty((6, 4, cols), dtype)
         for i in mine:
             n0, n1 = blocks[i]
@@ -598,8 +620,8 @@ def conv3x3_weight_grad(x: np.ndarray, grad: np.ndarray, pads: Any, parts: int, 
                 kernels.input_tiles(x, n0, n1, th, pt, pl, v4, ev, od, ue, uo)
                 kernels.grad_tiles(grad, n0, n1, th, d4, ge, go, we, wo_)
             else:
-                kernels.input_tiles4(x, n0, n1, chunk, th, tw + 1, pt, pl, v, rows, t, consts)
-                kernels.grad_tiles4(grad, n0, n1, chunk, th, tw + 1, d, gbuf, ug, consts)
+                kernels.input_tiles4(x, n0, n1, chunk, th, tw, pt, pl, v, rows, ext, t, consts)
+                kernels.grad_tiles4(grad, n0, n1, chunk, th, tw, d, gbuf, ug, consts)
             np.matmul(d[:, :, :cols], v[:, :, :cols].transpose(0, 2, 1), out=partial[i])
 
     parallel(work, min(parts, len(blocks)))
