@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -218,6 +219,7 @@ def result_dtype(*arrays: Any) -> Any:
 _workers: int | None = None  # glassnet's own worker threads (None: as many as BLAS had)
 _pool: Any = None
 _pool_size = 0
+_pool_lock = threading.Lock()
 _local = threading.local()
 
 
@@ -311,21 +313,64 @@ def parallel(fn: Callable[[int, int], T], parts: int | None = None) -> list[T]:
     kernels whose results must not depend on the worker count either (all of glassnet's)
     cut the work into pieces fixed by the problem and hand those out, ``pieces[k::parts]``.
     """
-    global _pool, _pool_size
     workers = num_workers()
     parts = workers if parts is None else parts
     if workers == 1 or parts == 1:
         if not getattr(_local, "inside", False):
             _single_threaded_blas()  # in case something raised it since
         return [fn(k, parts) for k in range(parts)]
-    if _pool is None or _pool_size < workers - 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool, _pool_size = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="glassnet"), workers - 1
     _single_threaded_blas()  # in case something raised it since
-    futures = [_pool.submit(_in_worker, fn, k, parts) for k in range(1, parts)]
+    pool = _worker_pool(workers - 1)
+    if hasattr(pool, "run"):  # fast/_handoff.SpinPool
+        return pool.run(fn, parts)
+    futures = [pool.submit(_in_worker, fn, k, parts) for k in range(1, parts)]
     first = _in_worker(fn, 0, parts)
     return [first] + [f.result() for f in futures]
+
+
+def _worker_pool(size: int) -> Any:
+    """The worker threads of :func:`parallel`, at least ``size`` of them (made at first use).
+
+    Polling workers (:mod:`glassnet.fast._handoff`, which compiles a small Numba loop) where
+    Numba can be imported and :data:`SPIN_HANDOFF` is on, else a ``ThreadPoolExecutor``.
+    """
+    global _pool, _pool_size
+    if _pool is not None and _pool_size >= size and (hasattr(_pool, "run") == _spin_wanted()):
+        return _pool
+    with _pool_lock:
+        if _pool is None or _pool_size < size or hasattr(_pool, "run") != _spin_wanted():
+            old = _pool
+            if _spin_wanted():
+                from .fast._handoff import SpinPool
+
+                _pool = SpinPool(size, _in_worker)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="glassnet")
+            _pool_size = size
+            if old is not None:
+                (old.close if hasattr(old, "close") else old.shutdown)()
+    return _pool
+
+
+#: Hand parts to polling workers (see :mod:`glassnet.fast._handoff`); False: a ThreadPoolExecutor.
+SPIN_HANDOFF = True
+
+
+def _spin_wanted() -> bool:
+    from .fast._jit import AVAILABLE
+
+    return SPIN_HANDOFF and AVAILABLE
+
+
+def _forget_pool_in_child() -> None:
+    """After fork the child has none of the parent's worker threads: make new ones when needed."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _in_worker(fn: Callable[[int, int], T], k: int, parts: int) -> T:
