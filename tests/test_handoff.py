@@ -103,10 +103,9 @@ def test_close_ends_the_threads() -> None:
     p = _handoff.SpinPool(2, backend._in_worker)
     p.run(_names, 3)
     p.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(t.name in ("glassnet-1", "glassnet-2") for t in threading.enumerate()):
-        time.sleep(0.01)
-    assert not [t.name for t in threading.enumerate() if t.name in ("glassnet-1", "glassnet-2")]
+    for t in p.threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in p.threads)
 
 
 def test_backend_grows_the_pool_and_closes_the_old_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,8 +84,11 @@ class SpinPool:
         self._cond = threading.Condition()
         self._busy = threading.Lock()  # one caller at a time; another runs its parts itself
         self._wait(self._flags, 0, _TASK, 0, 1, -1, 0)  # load the compiled loop now, not in a worker
-        for j in range(size):
-            threading.Thread(target=self._loop, args=(j,), name=f"glassnet-{j + 1}", daemon=True).start()
+        self.threads = [
+            threading.Thread(target=self._loop, args=(j,), name=f"glassnet-{j + 1}", daemon=True) for j in range(size)
+        ]
+        for t in self.threads:
+            t.start()
 
     def run(self, fn: Callable[[int, int], Any], parts: int) -> list[Any]:
         """``fn(k, parts)`` for every k, results in part order; with m = min(parts, size + 1) threads
