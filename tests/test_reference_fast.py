@@ -197,6 +197,21 @@ def _check_winograd(case: Any) -> None:
         assert_same(F.conv2d, args, {**opts, "algorithm": algorithm}, normal_grad(seed + 1, inputs["x"].dtype))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 300), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**32 - 1))
+def test_gather_adds_the_per_image_weight_gradients_in_image_order(n: int, m: int, dtype: Any, seed: int) -> None:
+    """The gathered conv's dW = Σ_n dW_n is added image after image, bit for bit a loop of NumPy ``+=``."""
+    from glassnet.fast import gather
+
+    parts = (np.random.default_rng(seed).standard_normal((n, m)) * 1e3).astype(dtype)
+    expected = parts[0].copy()
+    for more in parts[1:]:
+        expected += more
+    got = np.empty(m, dtype)
+    gather._kernels().add_rows(parts, got)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_conv2d_winograd_equals_reference() -> None:
     matrix(winograd_cases(), _check_winograd, factor=2)
 

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..functional import batch_norm, batch_norm_relu, conv2d, conv2d_bn_relu, max_pool2d, relu, relu6
-from . import activation, conv, fused, gather, norm, pool, winograd
+from . import _handoff, activation, conv, fused, gather, norm, pool, winograd
 
 conv2d.register_fast(conv.conv2d_forward, conv.conv2d_backward, supports=conv.supports)
 max_pool2d.register_fast(pool.max_pool2d_forward, pool.max_pool2d_backward, supports=pool.supports)
@@ -81,6 +81,7 @@ def warm_up(dtype: Any = np.float32) -> None:
                 big, zeros.copy(), ones.copy(), weight, None, training, residual=residual
             )
             norm.batch_norm_relu_backward(np.ones_like(out), ctx)
+    _handoff.wait_kernel()  # the worker threads' polling loop (glassnet.backend.parallel)
 
 
 __all__ = ["activation", "conv", "fused", "gather", "norm", "pool", "warm_up", "winograd"]

@@ -21,6 +21,7 @@ without it.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,8 @@ JOIN_YIELDS = 80_000
 _TASK, _DONE = 0, 1  # columns of the flag table (a row per worker, 64 bytes apart)
 
 
-def _wait_kernel() -> Callable[..., bool]:
+@functools.cache
+def wait_kernel() -> Callable[..., bool]:
     """``wait(flags, row, col, target, looks, mark, value)``: True once flags[row, col] ≥ target,
     False after ``looks``; first sets flags[row, mark] = value if ``mark`` ≥ 0."""
     import numba
@@ -75,7 +77,7 @@ class SpinPool:
     def __init__(self, size: int, in_worker: Callable[[Callable[[int, int], Any], int, int], Any]) -> None:
         self.size = size
         self._in_worker = in_worker
-        self._wait = _wait_kernel()
+        self._wait = wait_kernel()
         self._flags = np.zeros((size, 8), dtype=np.int64)  # [task seq, done seq, padding]
         self._tasks: list[Any] = [None] * size
         self._results: list[Any] = [None] * size

@@ -86,10 +86,20 @@ def _col2im(dcols, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, dx, cuts):  #
                             dx[n, c, r, q] = dx[n, c, r, q] + dcols[n - n0, row, np.uint64(base + ox)]
 
 
+def _add_rows(parts, out):  # noqa: ANN001, ANN202
+    """out = parts[0] + parts[1] + … in that order ([P, M] → [M]), as a loop of NumPy ``+=`` would."""
+    p, m = parts.shape
+    for i in range(m):
+        out[i] = parts[0, i]
+    for k in range(1, p):
+        for i in range(m):
+            out[i] = out[i] + parts[k, i]
+
+
 @functools.cache
 def _kernels() -> SimpleNamespace:
-    """The two kernels compiled by Numba (``nogil``, cached on disk) at the first gathered convolution."""
-    return compile_kernels(im2col=_im2col, col2im=_col2im)
+    """The kernels compiled by Numba (``nogil``, cached on disk) at the first gathered convolution."""
+    return compile_kernels(im2col=_im2col, col2im=_col2im, add_rows=_add_rows)
 
 
 def _cuts(kw: int, sw: int, dw: int, pl: int, wo: int, w: int) -> np.ndarray:
@@ -172,7 +182,6 @@ def backward(
                 kernels.col2im(d.reshape(n1 - n0, groups * ckk, ho * wo), n0, n1, *g, dx, cuts)
 
     parallel(work, min(parts, len(pieces)))
-    dw = per_image[0].copy()
-    for more in per_image[1:]:  # image order: one rounding whatever the thread count
-        dw += more
+    dw = np.empty(per_image.shape[1:], dtype=grad.dtype)  # added in image order: one rounding on any thread count
+    kernels.add_rows(per_image.reshape(n, -1), dw.reshape(-1))
     return dx, dw
