@@ -16,6 +16,7 @@ import contextlib
 import functools
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -334,21 +335,30 @@ def _worker_pool(size: int) -> Any:
     Polling workers (:mod:`glassnet.fast._handoff`, which compiles a small Numba loop) where
     Numba can be imported and :data:`SPIN_HANDOFF` is on, else a ``ThreadPoolExecutor``.
     """
-    global _pool, _pool_size
+    global _pool, _pool_size, _spin_unavailable
     if _pool is not None and _pool_size >= size and (hasattr(_pool, "run") == _spin_wanted()):
         return _pool
     with _pool_lock:
         if _pool is None or _pool_size < size or hasattr(_pool, "run") != _spin_wanted():
-            old = _pool
+            old, new = _pool, None
             if _spin_wanted():
-                from .fast._handoff import SpinPool
+                try:
+                    from .fast._handoff import SpinPool
 
-                _pool = SpinPool(size, _in_worker)
-            else:
+                    new = SpinPool(size, _in_worker)
+                except Exception as e:  # e.g. a platform whose C library has no sched_yield
+                    _spin_unavailable = f"{type(e).__name__}: {e}"
+                    warnings.warn(
+                        f"glassnet: polling worker threads cannot be made here ({_spin_unavailable}); "
+                        "parts of ops go to a ThreadPoolExecutor instead (same results, slower handoff)",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+            if new is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="glassnet")
-            _pool_size = size
+                new = ThreadPoolExecutor(max_workers=size, thread_name_prefix="glassnet")
+            _pool, _pool_size = new, size
             if old is not None:
                 (old.close if hasattr(old, "close") else old.shutdown)()
     return _pool
@@ -358,10 +368,13 @@ def _worker_pool(size: int) -> Any:
 SPIN_HANDOFF = True
 
 
+_spin_unavailable: str | None = None  # why polling workers could not be made, once they could not
+
+
 def _spin_wanted() -> bool:
     from .fast._jit import AVAILABLE
 
-    return SPIN_HANDOFF and AVAILABLE
+    return SPIN_HANDOFF and AVAILABLE and _spin_unavailable is None
 
 
 def _forget_pool_in_child() -> None:

@@ -124,6 +124,24 @@ def test_backend_grows_the_pool_and_closes_the_old_one(monkeypatch: pytest.Monke
     backend._pool.shutdown()
 
 
+def test_without_polling_workers_the_backend_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the polling loop cannot be compiled (a C library without sched_yield), parts still run."""
+
+    def broken() -> None:
+        raise RuntimeError("Symbol sched_yield not found")
+
+    monkeypatch.setattr(_handoff, "wait_kernel", broken)
+    monkeypatch.setattr(backend, "_pool", None)
+    monkeypatch.setattr(backend, "_pool_size", 0)
+    monkeypatch.setattr(backend, "_spin_unavailable", None)
+    monkeypatch.setattr(backend, "_workers", 2)
+    with pytest.warns(RuntimeWarning, match="polling worker threads cannot be made here .*sched_yield"):
+        assert backend.parallel(_names, 2)[1][1].startswith("glassnet")
+    assert not isinstance(backend._pool, _handoff.SpinPool)
+    assert backend.parallel(lambda k, p: k, 2) == [0, 1]  # no second attempt, no second warning
+    backend._pool.shutdown()
+
+
 def _child(conn: object) -> None:
     backend.set_num_threads(2)
     conn.send(backend.parallel(_names, 2))  # type: ignore[attr-defined]
