@@ -142,6 +142,24 @@ def test_without_polling_workers_the_backend_falls_back_with_a_warning(monkeypat
     backend._pool.shutdown()
 
 
+def test_the_polling_loop_is_loaded_from_the_disk_cache_by_a_second_process() -> None:
+    """Compiled once per machine, not once per process (defined inside a function it was compiled
+    anew by every process, 1.5 s, and its cache grew by a file each time)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from glassnet.fast import _handoff\n"
+        "wait = _handoff.wait_kernel()\n"
+        "assert wait(np.zeros((1, 8), np.int64), 0, 0, 0, 1, -1, 0)\n"
+        "print(sum(wait.stats.cache_hits.values()))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert runs[1].stdout.split() == ["1"], runs[1].stdout + runs[1].stderr
+
+
 def _child(conn: object) -> None:
     backend.set_num_threads(2)
     conn.send(backend.parallel(_names, 2))  # type: ignore[attr-defined]
