@@ -106,6 +106,8 @@ def test_close_ends_the_threads() -> None:
     for t in p.threads:
         t.join(5)
     assert not any(t.is_alive() for t in p.threads)
+    me = threading.current_thread().name  # a caller still holding the closed pool runs its parts itself
+    assert p.run(_names, 3) == [(0, me), (1, me), (2, me)]
 
 
 def test_backend_grows_the_pool_and_closes_the_old_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,6 +57,7 @@ class SpinPool:
         self._seq = [0] * size
         self._asleep = [False] * size  # worker j sleeps on the condition
         self._cond = threading.Condition()
+        self._closed = False
         self._busy = threading.Lock()  # one caller at a time; another runs its parts itself
         self._wait(self._flags, 0, _TASK, 0, 1, -1, 0)  # load the compiled loop now, not in a worker
         self.threads = [
@@ -72,6 +73,9 @@ class SpinPool:
         A call from another thread while this pool is busy runs all its parts itself, in order.
         """
         if not self._busy.acquire(blocking=False):
+            return [self._in_worker(fn, k, parts) for k in range(parts)]
+        if self._closed:  # a caller that took this pool just before another thread replaced it
+            self._busy.release()
             return [self._in_worker(fn, k, parts) for k in range(parts)]
         try:
             m = min(parts, self.size + 1)
@@ -106,6 +110,7 @@ class SpinPool:
     def close(self) -> None:
         """Let the worker threads end (after a part they are running); the pool is not used again."""
         with self._busy:
+            self._closed = True
             for j in range(self.size):
                 self._tasks[j] = None
                 self._seq[j] += 1
