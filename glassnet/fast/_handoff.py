@@ -74,10 +74,9 @@ class SpinPool:
         """
         if not self._busy.acquire(blocking=False):
             return [self._in_worker(fn, k, parts) for k in range(parts)]
-        if self._closed:  # a caller that took this pool just before another thread replaced it
-            self._busy.release()
-            return [self._in_worker(fn, k, parts) for k in range(parts)]
         try:
+            if self._closed:  # a caller that took this pool just before another thread replaced it
+                return [self._in_worker(fn, k, parts) for k in range(parts)]
             m = min(parts, self.size + 1)
             for j in range(m - 1):
                 self._tasks[j] = (fn, range(j + 1, parts, m), parts)
