@@ -102,12 +102,20 @@ def test_split_conv_is_deterministic(three_workers: None, monkeypatch: pytest.Mo
         np.testing.assert_array_equal(dw, runs[0][1])
 
 
+@pytest.mark.parametrize("path", ["numba", "numpy"])
 @pytest.mark.parametrize("ceil_mode", [False, True])
-def test_split_max_pool_is_exact(three_workers: None, monkeypatch: pytest.MonkeyPatch, ceil_mode: bool) -> None:
-    """Pooling in parts (one per worker) gives the same output and gradient bit for bit, ties and NaN included."""
+def test_split_max_pool_is_exact(
+    three_workers: None, monkeypatch: pytest.MonkeyPatch, ceil_mode: bool, path: str
+) -> None:
+    """Pooling in parts (one per worker) gives the same output and gradient bit for bit, ties and NaN
+    included, on both paths of the fast max pooling (its Numba kernels, its NumPy fallback)."""
     from glassnet import functional as F
     from glassnet.fast import pool
 
+    if path == "numba" and not pool.AVAILABLE:
+        pytest.skip("the Numba path needs Numba")
+    monkeypatch.setattr(pool, "NUMBA_MIN", 0)  # this small input runs the kernels where Numba is
+    monkeypatch.setattr(pool, "AVAILABLE", path == "numba")
     rng = np.random.default_rng(1)
     x = np.round(rng.standard_normal((7, 3, 9, 8)), 1)  # many ties
     x[2, 1, 3, 4] = np.nan
@@ -118,7 +126,8 @@ def test_split_max_pool_is_exact(three_workers: None, monkeypatch: pytest.Monkey
     (dx1,) = F.max_pool2d.backward(g, ctx1)
     monkeypatch.setattr(pool, "POOL_PARALLEL_MIN", 0)
     out3, ctx3 = F.max_pool2d.forward(x, **opts)
-    assert len(ctx3.pieces) == 3
+    assert len(ctx3.ranges if path == "numba" else ctx3.pieces) == 3
+    assert ("winner" in ctx3) == ("winner" in ctx1) == (path == "numba")
     (dx3,) = F.max_pool2d.backward(g, ctx3)
     np.testing.assert_array_equal(out3, out1)
     np.testing.assert_array_equal(dx3, dx1)

@@ -335,13 +335,45 @@ def pool_cases(draw: Any, allow_wholly_padded: bool = False) -> tuple[np.ndarray
     return x, {**opts, "ceil_mode": ceil_mode}, seed
 
 
+# The fast max pooling's two paths: its Numba kernels, and the NumPy code it falls back to.
+POOL_PATHS = ["numba", "numpy"] if fast_pool.AVAILABLE else ["numpy"]
+
+
+@contextlib.contextmanager
+def pool_path(path: str) -> Any:
+    """Fast max pooling on ``path``: 'numba' (the kernels, whatever the input size) or 'numpy'
+    (the fallback where Numba cannot be imported)."""
+    saved = fast_pool.AVAILABLE, fast_pool.NUMBA_MIN
+    fast_pool.AVAILABLE = path == "numba" and saved[0]
+    fast_pool.NUMBA_MIN = 0
+    try:
+        yield
+    finally:
+        fast_pool.AVAILABLE, fast_pool.NUMBA_MIN = saved
+
+
+def _pooled_on(path: str, x: np.ndarray, opts: dict[str, Any]) -> bool:
+    """Whether the fast max pooling of ``x`` runs ``path`` (the Numba path's context holds ``winner``)."""
+    with use_backend("fast"):
+        _, ctx = F.max_pool2d.forward(x, **opts)
+    return ctx.backend == "fast" and ("winner" in ctx) == (path == "numba")
+
+
 def _check_pool(case: Any) -> None:
     x, opts, seed = case
-    assert_same(F.max_pool2d, (x,), opts, int_grad(seed + 1, x.dtype), exact=True)
+    for path in POOL_PATHS:
+        with pool_path(path):
+            assert _pooled_on(path, x, opts)
+            assert_same(F.max_pool2d, (x,), opts, int_grad(seed + 1, x.dtype), exact=True)
+    if fast_pool.AVAILABLE:  # the kernels add overlapping windows' gradients in the reference's order
+        with pool_path("numba"):
+            assert_same(F.max_pool2d, (x,), opts, normal_grad(seed + 1, x.dtype), exact=True)
 
 
 def test_max_pool2d_fast_equals_reference_exactly() -> None:
-    """Same maxima and the same winning cells (ties, NaN, −∞), so the gradients agree bit for bit."""
+    """Same maxima and the same winning cells (ties, NaN, −∞), so the gradients agree bit for bit:
+    on both paths with integer gradients (any order of adding them is exact), on the Numba path
+    with any gradient."""
     matrix(pool_cases(), _check_pool, factor=6)
 
 
@@ -354,24 +386,26 @@ def test_max_pool2d_fast_equals_reference_split_over_threads(split_and_blocked: 
     matrix(pool_cases(), _check_pool, factor=2)
 
 
-def test_max_pool2d_windows_over_255_cells_run_the_reference() -> None:
-    """The fast kernel's uint8 winners cap its windows at 255 cells: larger ones go to the
-    reference (no limit), under either backend, with the same rules."""
+@pytest.mark.parametrize("path", POOL_PATHS)
+def test_max_pool2d_windows_over_255_cells(path: str) -> None:
+    """The Numba kernels' int32 winners pool windows of any size; the NumPy path's uint8 winners
+    cap its windows at 255 cells, larger ones going to the reference (no limit). Same rules."""
     rng = np.random.default_rng(3)
     x = rng.integers(-3, 4, (2, 2, 20, 19)).astype(np.float64)  # ties
     x[0, 0, 5, 5] = np.nan
-    for kernel in [(16, 16), (17, 16), (20, 19)]:
+    with pool_path(path):
+        for kernel in [(16, 16), (17, 16), (20, 19)]:
+            with use_backend("fast"):
+                out, ctx = F.max_pool2d.forward(x, kernel, stride=(3, 2), ceil_mode=True)
+            assert ctx.backend == ("fast" if path == "numba" else "reference")
+            g = rng.integers(-3, 4, out.shape).astype(np.float64)
+            (dx,) = F.max_pool2d.backward(g, ctx)
+            want_out, want_dx = _brute_force_max_pool(x, kernel, (3, 2), g)
+            np.testing.assert_array_equal(out, want_out)
+            np.testing.assert_array_equal(dx, want_dx)
+        small_kernel = (15, 17)  # 255 cells: fast on either path
         with use_backend("fast"):
-            out, ctx = F.max_pool2d.forward(x, kernel, stride=(3, 2), ceil_mode=True)
-        assert ctx.backend == "reference"
-        g = rng.integers(-3, 4, out.shape).astype(np.float64)
-        (dx,) = F.max_pool2d.backward(g, ctx)
-        want_out, want_dx = _brute_force_max_pool(x, kernel, (3, 2), g)
-        np.testing.assert_array_equal(out, want_out)
-        np.testing.assert_array_equal(dx, want_dx)
-    small_kernel = (15, 17)  # 255 cells: still fast
-    with use_backend("fast"):
-        assert F.max_pool2d.forward(x, small_kernel)[1].backend == "fast"
+            assert F.max_pool2d.forward(x, small_kernel)[1].backend == "fast"
 
 
 def _brute_force_max_pool(x: np.ndarray, k: tuple[int, int], s: tuple[int, int], g: np.ndarray) -> Any:
@@ -395,11 +429,14 @@ def _brute_force_max_pool(x: np.ndarray, k: tuple[int, int], s: tuple[int, int],
     return out, dx
 
 
-def test_fast_max_pool_declines_what_it_cannot_pool() -> None:
-    """``supports`` is asked before dispatch: bad arguments go to the reference, which raises."""
-    assert fast_pool.supports(np.zeros((1, 1, 4, 4)), 2)
-    assert not fast_pool.supports(np.zeros((1, 1, 40, 40)), 16)
-    assert not fast_pool.supports(np.zeros((1, 1, 4, 4)), "two")
+@pytest.mark.parametrize("path", POOL_PATHS)
+def test_fast_max_pool_declines_what_it_cannot_pool(path: str) -> None:
+    """``supports`` is asked before dispatch: bad arguments go to the reference, which raises;
+    so do windows of more than 255 cells where only the NumPy path can run."""
+    with pool_path(path):
+        assert fast_pool.supports(np.zeros((1, 1, 4, 4)), 2)
+        assert fast_pool.supports(np.zeros((1, 1, 40, 40)), 16) == (path == "numba")
+        assert not fast_pool.supports(np.zeros((1, 1, 4, 4)), "two")
 
 
 # ------------------------------------------------------------------------------------------ relu, relu6
@@ -844,3 +881,167 @@ def test_kernels_compile_without_a_writable_cache() -> None:
     kernels.add_one(np.arange(3.0), out)
     np.testing.assert_array_equal(out, [1.0, 2.0, 3.0])
     assert type(kernels.add_one._cache).__name__ == "NullCache"  # compiled without a disk cache
+
+
+# ------------------------------------------------------------------ max pooling: the two fast paths
+
+
+def _pool_geometry(x: np.ndarray, opts: dict[str, Any]) -> Any:
+    from glassnet.functional.pool import pool_geometry
+
+    args = (opts.get("stride"), opts.get("padding", 0), opts.get("dilation", 1), opts.get("ceil_mode", False))
+    return pool_geometry("max_pool2d", x, opts["kernel_size"], *args)
+
+
+def _scan_max_pool(x: np.ndarray, g: np.ndarray, opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(out, dx) by PyTorch's scan written out, padding and dilation included: a window's real cells
+    in row-major order, the first taken, a later one when greater or NaN; none: −∞, no gradient."""
+    (kh, kw), (sh, sw), (dh, dw), ((pt, _), (pl, _)), (ho, wo) = _pool_geometry(x, opts)
+    n, c, h, w = x.shape
+    out = np.full((n, c, ho, wo), -np.inf, dtype=x.dtype)
+    dx = np.zeros_like(x)
+    for b, ch, oy, ox in itertools.product(range(n), range(c), range(ho), range(wo)):
+        at = None
+        for i, j in itertools.product(range(kh), range(kw)):
+            r, q = oy * sh - pt + i * dh, ox * sw - pl + j * dw
+            if not (0 <= r < h and 0 <= q < w):
+                continue  # padding never wins
+            v = x[b, ch, r, q]
+            if at is None or v > out[b, ch, oy, ox] or np.isnan(v):
+                out[b, ch, oy, ox], at = v, (r, q)
+        if at is not None:
+            dx[b, ch, at[0], at[1]] += g[b, ch, oy, ox]
+    return out, dx
+
+
+def _pool_edge_cases() -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+    """(name, x, max_pool2d options) whose winners follow each of the rules."""
+    rng = np.random.default_rng(11)
+    ties = np.full((2, 3, 7, 6), 1.5)  # every cell ties: each window's first real cell wins
+    nan = rng.standard_normal((1, 2, 6, 6))
+    nan[0, 0, 0, 1] = nan[0, 0, 1, 0] = np.nan  # two NaN in the first window: the later (row-major) wins
+    nan[0, 1, 3, 3] = np.nan  # a NaN in several overlapping windows
+    ninf = rng.standard_normal((2, 2, 5, 5))
+    ninf[0, 0, :3, :3] = -np.inf  # all-−∞ windows, some reaching into the padding: their first real cell wins
+    ninf[1] = -np.inf
+    peaks = rng.standard_normal((1, 2, 9, 8))
+    peaks[0, :, 4, 3] = 9.0  # one cell winning every window that holds it
+    dilated = {"kernel_size": 2, "stride": 1, "dilation": 3, "padding": 2}  # window 1 sees only padding
+    ceil = {"kernel_size": 3, "stride": 2, "dilation": 3, "padding": 3, "ceil_mode": True}  # ceil adds such a window
+    return [
+        ("ties, overlapping", ties, {"kernel_size": 3, "stride": 1}),
+        ("ties, padded, dilated", ties, {"kernel_size": (2, 3), "stride": (1, 2), "padding": 1, "dilation": (2, 1)}),
+        ("NaN", nan, {"kernel_size": 2, "stride": 1}),
+        ("NaN, padded, ceil mode", nan, {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+        ("all -inf, padded", ninf, {"kernel_size": 3, "stride": 2, "padding": 1}),
+        ("padding-only windows, dilated", rng.standard_normal((1, 2, 2, 2)), dilated),
+        ("padding-only window from ceil mode", rng.standard_normal((1, 2, 2, 2)), ceil),
+        ("overlapping, dilated, padded", peaks, {"kernel_size": 3, "stride": 1, "dilation": (1, 2), "padding": (1, 2)}),
+        ("17x17 window", rng.integers(-2, 3, (1, 2, 24, 24)).astype(np.float64), {"kernel_size": 17, "stride": 3}),
+    ]  # fmt: skip
+
+
+def _fast_max_pool(path: str, x: np.ndarray, opts: dict[str, Any], *grads: np.ndarray) -> list[np.ndarray]:
+    """[out, dx for each of ``grads``] from fast max pooling on ``path`` (asserted to run)."""
+    with pool_path(path), use_backend("fast"):
+        out, ctx = F.max_pool2d.forward(x, **opts)
+        assert ctx.backend == "fast" and ("winner" in ctx) == (path == "numba")
+        return [out, *(F.max_pool2d.backward(g, ctx)[0] for g in grads)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", POOL_PATHS)
+@pytest.mark.parametrize(("name", "x", "opts"), _pool_edge_cases(), ids=[c[0] for c in _pool_edge_cases()])
+def test_max_pool2d_paths_follow_each_winner_rule(
+    name: str, x: np.ndarray, opts: dict[str, Any], path: str, dtype: Any
+) -> None:
+    """Each path against the scan written out: ties to the first maximum, NaN windows to their last
+    NaN, all-−∞ windows to their first real cell, windows wholly in the padding −∞ and no gradient."""
+    x = x.astype(dtype)
+    g = np.random.default_rng(5).integers(1, 4, (*x.shape[:2], *_pool_geometry(x, opts)[4])).astype(dtype)
+    want_out, want_dx = _scan_max_pool(x, g, opts)
+    if path == "numpy" and np.prod(np.broadcast_to(opts["kernel_size"], 2)) > 255:
+        # the NumPy path's winners are uint8: it declines, and the reference runs (the same rules)
+        with pool_path(path), use_backend("fast"):
+            out, ctx = F.max_pool2d.forward(x, **opts)
+            assert ctx.backend == "reference"
+            dx = F.max_pool2d.backward(g, ctx)[0]
+    else:
+        out, dx = _fast_max_pool(path, x, opts, g)
+    assert out.dtype == dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(dx, want_dx)
+    # the case holds what it is named after; only windows wholly in the padding route no gradient
+    assert np.isnan(want_out).any() == ("NaN" in name)
+    assert np.isneginf(want_out).any() == ("-inf" in name or "padding-only" in name)
+    assert (dx.sum() < g.sum()) == ("padding-only" in name)
+
+
+@pytest.mark.skipif(not fast_pool.AVAILABLE, reason="the Numba path needs Numba")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_numba_and_numpy_paths_agree(dtype: Any) -> None:
+    """The kernels and the NumPy fallback: the same outputs, and the same dx bit for bit for integer
+    gradients (any order of adding them is exact); for others the same to rounding (the NumPy path
+    adds overlapping windows' gradients in another order)."""
+    rng = np.random.default_rng(8)
+    cases = [(x, opts) for _, x, opts in _pool_edge_cases() if np.prod(np.broadcast_to(opts["kernel_size"], 2)) <= 255]
+    for kind in ("ints", "normal", "nan_and_ninf"):
+        cases.append(
+            (_pool_input(rng, (3, 4, 11, 13), kind, np.float64), {"kernel_size": 3, "stride": 1, "padding": 1})
+        )
+        cases.append((_pool_input(rng, (3, 4, 11, 13), kind, np.float64), {"kernel_size": 2, "ceil_mode": True}))
+    for x, opts in cases:
+        x = x.astype(dtype)
+        shape = (*x.shape[:2], *_pool_geometry(x, opts)[4])
+        g_int, g = rng.integers(-3, 4, shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+        out, dx_int, dx = _fast_max_pool("numba", x, opts, g_int, g)
+        want_out, want_dx_int, want_dx = _fast_max_pool("numpy", x, opts, g_int, g)
+        np.testing.assert_array_equal(out, want_out)
+        np.testing.assert_array_equal(dx_int, want_dx_int)
+        np.testing.assert_allclose(dx, want_dx, rtol=TOL[np.dtype(dtype)][0], atol=TOL[np.dtype(dtype)][1])
+
+
+@pytest.mark.skipif(not fast_pool.AVAILABLE, reason="the Numba path needs Numba")
+def test_max_pool2d_kernel_adds_overlapping_windows_in_the_reference_order() -> None:
+    """A cell that wins several overlapping windows gets their gradients added in the reference's
+    order: its taps in row-major order, which reach it from the windows in reverse. The sum rounds
+    the same: here 1 + 1e16 − 1e16 + 0 in the windows' order would give 0, the reference gives 1."""
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 1, 1] = 1.0  # in all four 2×2 windows, and their maximum
+    g = np.array([[[[1.0, 1e16], [-1e16, 0.0]]]])
+    (out, dx) = _fast_max_pool("numba", x, {"kernel_size": 2, "stride": 1}, g)
+    with use_backend("reference"):
+        want_out, ctx = F.max_pool2d.forward(x, 2, stride=1)
+        (want_dx,) = F.max_pool2d.backward(g, ctx)
+    np.testing.assert_array_equal(out, want_out)
+    assert dx[0, 0, 1, 1] == want_dx[0, 0, 1, 1] == 1.0
+    assert ((1.0 + 1e16) + -1e16) + 0.0 == 0.0  # the other order
+    np.testing.assert_array_equal(dx, want_dx)
+
+
+@pytest.mark.parametrize("path", POOL_PATHS)
+def test_max_pool2d_fast_of_non_contiguous_inputs(path: str) -> None:
+    """Transposed, strided, reversed and broadcast views pool as their contiguous copies do."""
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        base = np.round(rng.standard_normal((3, 4, 12, 10)), 1).astype(dtype)  # ties
+        base[1, 2, 3, 4] = np.nan
+        views = [base.transpose(0, 1, 3, 2), base[:, ::2, 1::2, ::-1], np.broadcast_to(base[:1], base.shape)]
+        for view in views:
+            for opts in ({"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}):
+                g = rng.integers(-3, 4, (*view.shape[:2], *_pool_geometry(view, opts)[4])).astype(dtype)
+                got = _fast_max_pool(path, view, opts, g)
+                want = _fast_max_pool(path, np.ascontiguousarray(view), opts, g)
+                for a, b in zip(got, want, strict=True):
+                    np.testing.assert_array_equal(a, b)
+                np.testing.assert_array_equal(got[1], _scan_max_pool(np.ascontiguousarray(view), g, opts)[1])
+
+
+def test_max_pool2d_small_inputs_need_no_numba() -> None:
+    """Below NUMBA_MIN elements (LeNet-5's pools on one image) the NumPy path runs, which needs no
+    Numba; LeNet-5's pools on a batch of 64 run the kernels."""
+    with use_backend("fast"):
+        _, ctx = F.max_pool2d.forward(np.ones((1, 6, 28, 28), np.float32), 2)
+        assert "winner" not in ctx
+        _, ctx = F.max_pool2d.forward(np.ones((64, 16, 10, 10), np.float32), 2)
+        assert ("winner" in ctx) == fast_pool.AVAILABLE

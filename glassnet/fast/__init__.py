@@ -10,12 +10,14 @@ indices. Importing this package registers every fast pair onto its op
 op             fast kernel
 =============  ===================================================================
 conv2d         :mod:`.conv`: im2col by shifted slices, batch-innermost or gathered
-               taps (``algorithm=``), blocked and split over worker threads; 3×3
+               taps (``algorithm=``), blocked and split over worker threads (gathered:
+               a worker's share one Numba call, OpenBLAS's sgemm inside, :mod:`._blas`); 3×3
                stride-1 layers by Winograd F(4×4, 3×3) or F(2×2, 3×3)
                (:mod:`.winograd`: Numba transforms, 4× or 2.25× fewer
                multiplications)
-max_pool2d     :mod:`.pool`: separable two-pass maximum with uint8 winners
-               (windows up to 255 cells), split over worker threads
+max_pool2d     :mod:`.pool`: a Numba windowed maximum without data-dependent branches,
+               int32 winners, split over worker threads by images (NumPy's separable
+               two-pass maximum for tiny inputs and without Numba)
 batch_norm     :mod:`.norm`: one fused Numba loop a pass (float64 row sums, x̂
                recomputed, dx folded into per-channel coefficients); split over worker threads
 batch_norm_    :mod:`.norm`: the same loops with the residual's addition and ReLU inside
@@ -26,7 +28,7 @@ relu, relu6    :mod:`.activation`: backward as a branch-free masked copy (bitwis
                split over worker threads
 =============  ===================================================================
 
-The Numba kernels (Winograd, gather, batch norm; compiled by :mod:`._jit`) are compiled at their
+The Numba kernels (Winograd, gather, max pooling, batch norm; compiled by :mod:`._jit`) are compiled at their
 first use and cached on disk (``__pycache__`` beside the module, else Numba's user cache, else
 not at all): about 6 s the first time on this machine, then about 1.5 s a process to import
 Numba and load them (:func:`warm_up` does it ahead). Without Numba those pairs decline and the
@@ -61,7 +63,7 @@ def warm_up(dtype: Any = np.float32) -> None:
     The first training step of a process pays this otherwise (about 1.5 s here; 6 s when
     nothing is cached yet); a server can call it at start. Does nothing without Numba.
     """
-    if not (winograd.AVAILABLE and gather.AVAILABLE and norm.AVAILABLE):
+    if not (winograd.AVAILABLE and gather.AVAILABLE and norm.AVAILABLE and pool.AVAILABLE):
         return
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 2, 8, 8)).astype(dtype)
@@ -81,6 +83,7 @@ def warm_up(dtype: Any = np.float32) -> None:
                 big, zeros.copy(), ones.copy(), weight, None, training, residual=residual
             )
             norm.batch_norm_relu_backward(np.ones_like(out), ctx)
+    pool.warm_up(dtype)
     _handoff.wait_kernel()  # the worker threads' polling loop (glassnet.backend.parallel)
 
 
