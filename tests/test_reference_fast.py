@@ -29,6 +29,7 @@ from glassnet import backend as glassnet_backend
 from glassnet.autograd import Op, use_backend
 from glassnet.fast import activation as fast_activation
 from glassnet.fast import conv as fast_conv
+from glassnet.fast import gather as fast_gather
 from glassnet.fast import norm as fast_norm
 from glassnet.fast import pool as fast_pool
 from glassnet.fast import winograd as fast_winograd
@@ -143,6 +144,7 @@ def split_and_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     """Force the fast conv's worker-thread split (3 workers) and tiny ragged cache blocks."""
     monkeypatch.setattr(glassnet_backend, "_workers", 3)
     monkeypatch.setattr(fast_conv, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(fast_conv, "GATHER_PARALLEL_MIN", 0)
     monkeypatch.setattr(fast_conv, "SHIFT_BLOCK_BYTES", 1)
     monkeypatch.setattr(fast_conv, "SHIFT_MIN_BLOCK", 7)
     monkeypatch.setattr(fast_conv, "WINOGRAD_MIN", 0)
@@ -201,15 +203,48 @@ def _check_winograd(case: Any) -> None:
 @given(st.integers(1, 70), st.integers(1, 300), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**32 - 1))
 def test_gather_adds_the_per_image_weight_gradients_in_image_order(n: int, m: int, dtype: Any, seed: int) -> None:
     """The gathered conv's dW = Σ_n dW_n is added image after image, bit for bit a loop of NumPy ``+=``."""
-    from glassnet.fast import gather
-
     parts = (np.random.default_rng(seed).standard_normal((n, m)) * 1e3).astype(dtype)
     expected = parts[0].copy()
     for more in parts[1:]:
         expected += more
     got = np.empty(m, dtype)
-    gather._kernels().add_rows(parts, got)
+    fast_gather._kernels().add_rows(parts, got)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_gather_one_call_parts_where_numpys_openblas_is_there() -> None:
+    """float32 'gather' runs its parts as one Numba call each (OpenBLAS's sgemm inside): NumPy's
+    PyPI wheel ships that OpenBLAS (this project's lock installs one). The conv matrices above
+    check that path against the reference in their float32 cases."""
+    assert fast_gather.one_call_parts(np.dtype(np.float32)), "NumPy's bundled OpenBLAS could not be called from Numba"
+    assert not fast_gather.one_call_parts(np.dtype(np.float64))
+
+
+def test_gather_without_one_call_parts_equals_reference(
+    split_and_blocked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where NumPy's OpenBLAS cannot be called from Numba (another NumPy build), float32 'gather'
+    runs NumPy products in its parts: checked against the reference the same way."""
+    monkeypatch.setattr(fast_gather, "one_call_parts", lambda dtype: False)
+
+    def check(case: Any) -> None:
+        inputs, opts, seed = case
+        as32 = {k: None if v is None else v.astype(np.float32) for k, v in inputs.items()}
+        args = (as32["x"], as32["weight"], as32["bias"])
+        assert_same(F.conv2d, args, {**opts, "algorithm": "gather"}, normal_grad(seed + 1, np.float32))
+
+    matrix(conv_cases(), check, factor=2)
+
+
+def test_lenet5_layers_take_gather_split_over_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LeNet-5's two convolutions at batch 64 (float32): 'gather', handed out in parts (one an
+    8-image piece per worker, whatever the worker count); in float64 the second keeps 'hwn'."""
+    monkeypatch.setattr(glassnet_backend, "_workers", 2)
+    for x_shape, w_shape, padding in (((64, 1, 28, 28), (6, 1, 5, 5), 2), ((64, 6, 14, 14), (16, 6, 5, 5), 0)):
+        _, ctx = F.conv2d.forward(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), padding=padding)
+        assert (ctx.path, ctx.parts) == ("gather", 2)
+    _, ctx = F.conv2d.forward(np.ones((64, 6, 14, 14)), np.ones((16, 6, 5, 5)))
+    assert ctx.path == "hwn"
 
 
 def test_conv2d_winograd_equals_reference() -> None:
@@ -846,7 +881,8 @@ def test_a_single_image_prediction_loads_no_numba() -> None:
 
 def test_warm_up_loads_every_numba_kernel_that_training_then_uses() -> None:
     """In a fresh process, glassnet.fast.warm_up() leaves nothing for a training or inference step
-    of ResNet-8 and LeNet-5 to compile or load: no kernel gains a signature afterwards."""
+    of ResNet-8 and LeNet-5 to compile or load: no kernel gains a signature afterwards. (In float32
+    the gathered conv's im2col and col2im run inside its one-call part kernels, compiled with them.)"""
     import subprocess
     import sys
 
@@ -855,8 +891,10 @@ def test_warm_up_loads_every_numba_kernel_that_training_then_uses() -> None:
         "from glassnet.models import resnet_cifar, lenet5\n"
         "fast.warm_up()\n"
         "def sigs():\n"
-        "    return {m.__name__ + '.' + k: len(v.signatures) for m in (fast.gather, fast.winograd, fast.norm)\n"
-        "            for k, v in vars(m._kernels()).items()}\n"
+        "    found = {m.__name__ + k: v for m in (fast.winograd, fast.norm, fast.pool)\n"
+        "             for k, v in vars(m._kernels()).items()}\n"
+        "    found.update(vars(fast.gather._part_kernels()), add_rows=fast.gather._kernels().add_rows)\n"
+        "    return {k: len(v.signatures) for k, v in found.items()}\n"
         "before = sigs()\n"
         "for m, shape in ((resnet_cifar(8, rng=0), (128, 3, 32, 32)), (lenet5(rng=0), (64, 1, 28, 28))):\n"
         "    x = glassnet.Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))\n"

@@ -74,6 +74,8 @@ def test_training_gives_bit_identical_weights_on_1_and_2_threads(model: str) -> 
         ("conv2d", [(64, 16, 32, 32), (16, 16, 3, 3), (16,)], {"padding": 1}),  # 'winograd', 22 image blocks
         ("conv2d", [(61, 64, 8, 8), (64, 64, 3, 3), None], {"padding": 1}),  # 'winograd', 6 blocks, one short
         ("conv2d", [(64, 16, 32, 32), (32, 16, 3, 3), None], {"padding": 1, "stride": 2}),  # 'gather'
+        ("conv2d", [(64, 1, 28, 28), (6, 1, 5, 5), (6,)], {"padding": 2}),  # LeNet-5's first: 'gather', 8 pieces
+        ("conv2d", [(61, 6, 14, 14), (16, 6, 5, 5), (16,)], {}),  # its second: 'gather', the last piece short
         ("linear", [(64, 400), (120, 400), (120,)], {}),
         ("batch_norm", [(64, 16, 32, 32), (16,), (16,), (16,), (16,)], {}),
         ("batch_norm_relu", [(64, 16, 32, 32), (16,), (16,), (16,), (16,)], {}),

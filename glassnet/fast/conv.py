@@ -109,6 +109,15 @@ GATHER_MIN = 2**18
 # (shift); N64 C1→6 28² 5×5 (LeNet-5's first layer) 0.44 against 1.07; N32 C3→64 64² 7×7 69.9
 # against 185 (shift).
 GATHER_MAX_CHANNELS = 3
+# 'gather' is split over the workers from this many im2col elements: its parts are whole images,
+# with the worker threads polling (glassnet.fast._handoff) a part's handoff costs 10-40 µs, and where
+# a part is one Numba call (float32 with NumPy's bundled OpenBLAS: gather.one_call_parts) it holds
+# the GIL only to start. There 'gather' also replaces 'hwn' for every layer big enough for it.
+# Measured, forward + backward, ms, 1 thread → 2 threads: LeNet-5's first layer (N64 C1 28² → F6
+# 5×5 p2, 1.25 M elements) 0.77 + 0.69 → 0.42 + 0.37 (NumPy products in the parts: 0.85 + 0.71 →
+# 0.51 + 0.40); its second (N64 C6 14² → F16 5×5, 0.96 M) 0.97 + 1.54 → 0.52 + 0.80, where 'hwn'
+# (under PARALLEL_MIN) takes 0.81 + 1.53 on either.
+GATHER_PARALLEL_MIN = 2**18
 
 
 def _blocks(images: int, stride: int, first: int, count: int, k: int, itemsize: int) -> list[tuple[int, int]]:
@@ -229,8 +238,10 @@ def choose_algorithm(
     pads: Any,
     groups: int,
     out_hw: tuple[int, int],
+    dtype: Any = None,
 ) -> str:
-    """The algorithm :func:`conv2d_forward` picks by itself for these (normalised) arguments."""
+    """The algorithm :func:`conv2d_forward` picks by itself for these (normalised) arguments
+    (``dtype``: the input's; 'gather' takes over from 'hwn' where :func:`gather.one_call_parts`)."""
     n, c, h, w = x_shape
     f, _, kh, kw = w_shape
     (pt, pb), (pl, pr) = pads
@@ -254,8 +265,10 @@ def choose_algorithm(
     row = w + max(pl, pr) if min(pl, pr) <= (kw - 1) * dilation[1] else wp
     if stride == (1, 1) and n * hp * row <= SHIFT_WASTE_LIMIT * n * ho * wo:
         return "shift"
-    small = wo * n >= 64 and math.prod(x_shape) <= HWN_MAX_INPUT
     big = c * t_count * n * ho * wo >= GATHER_MIN
+    if big and dtype is not None and gather.one_call_parts(np.dtype(dtype)):
+        return "gather"
+    small = wo * n >= 64 and math.prod(x_shape) <= HWN_MAX_INPUT
     return "gather" if big and not small and gather.AVAILABLE else "hwn"
 
 
@@ -288,9 +301,10 @@ def conv2d_forward(
     m = n * hp * wp
     t_count = kh * kw
     if algorithm is None:
-        algorithm = choose_algorithm(x.shape, weight.shape, stride, dilation, pads, groups, (ho, wo))
+        algorithm = choose_algorithm(x.shape, weight.shape, stride, dilation, pads, groups, (ho, wo), dtype)
     w_mat = wk.reshape(groups, f // groups, cg * t_count)
-    parts = num_workers() if c * t_count * n * ho * wo >= PARALLEL_MIN else 1
+    split_from = GATHER_PARALLEL_MIN if algorithm == "gather" else PARALLEL_MIN
+    parts = num_workers() if c * t_count * n * ho * wo >= split_from else 1
 
     if algorithm in winograd.TILES:
         if not winograd.AVAILABLE:

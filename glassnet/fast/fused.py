@@ -60,7 +60,7 @@ def _folded(
         return None
     n, f = x.shape[0], weight.shape[0]
     dtype = x.dtype
-    algorithm = conv.choose_algorithm(x.shape, weight.shape, stride, dilation, pads, groups, out_hw)
+    algorithm = conv.choose_algorithm(x.shape, weight.shape, stride, dilation, pads, groups, out_hw, dtype)
     if algorithm not in winograd.TILES:
         return None
     per_channel = (running_mean, running_var, bn_weight, bn_bias)

@@ -16,6 +16,12 @@ the padding. A Numba kernel writes it from x directly: no padded copy, no transp
 Images are split among the worker threads in ranges fixed by the batch size alone, and the
 per-image weight gradients are added in image order: bit-identical on any thread count.
 Groups: image n's product is done per group (broadcast over the batch).
+
+In float32, where NumPy's wheel ships its OpenBLAS (:mod:`._blas`), each worker's share is one
+Numba call (:func:`_forward_part`, :func:`_backward_part`) that calls OpenBLAS's ``sgemm`` itself:
+the same products NumPy's ``matmul`` makes here, without going back to Python (and the GIL)
+between them, so two threads run at once even on LeNet-5's 0.5 ms layers. Otherwise (float64,
+other NumPy builds) the parts are NumPy products around the same im2col and col2im kernels.
 """
 
 from __future__ import annotations
@@ -102,6 +108,82 @@ def _kernels() -> SimpleNamespace:
     return compile_kernels(im2col=_im2col, col2im=_col2im, add_rows=_add_rows)
 
 
+# -- a part as one Numba call: float32, OpenBLAS's sgemm called inside (glassnet.fast._blas) ---------------
+# The part kernels call these; _part_kernels() binds them (compiled) before compiling the part kernels.
+_im2col_nb = _col2im_nb = _sgemm = None
+ROW_MAJOR, NO_TRANS, TRANS = np.int32(101), np.int32(111), np.int32(112)  # CBLAS's enums (as in ._blas)
+
+
+def _forward_part(x, w_mat, bias, cols, out, pieces, k, p, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cuts):  # noqa: ANN001, ANN202
+    """Pieces k, k+p, k+2p, … of :func:`forward`: the piece's im2col, then per image and group
+    out[n, g·F/G:] = w_mat[g] @ cols[n, g·C/G·k_h·k_w:] (one sgemm), + bias (where it has F entries).
+
+    x [N, C, H, W]; w_mat [G, F/G, C/G·k_h·k_w]; cols [N, C·k_h·k_w, H_out·W_out]; out [N, F, H_out·W_out];
+    pieces [P, 2]: image ranges.
+    """
+    groups, fg, ckk = w_mat.shape
+    npos = ho * wo
+    one, zero = np.float32(1.0), np.float32(0.0)
+    for i in range(k, pieces.shape[0], p):
+        n0, n1 = pieces[i, 0], pieces[i, 1]
+        _im2col_nb(x, n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols[n0:n1], cuts)
+        for n in range(n0, n1):
+            for g in range(groups):
+                a, b, c = w_mat[g], cols[n, g * ckk :], out[n, g * fg :]
+                _sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, fg, npos, ckk, one, a.ctypes, ckk, b.ctypes, npos,
+                       zero, c.ctypes, npos)  # fmt: skip
+            for f in range(bias.shape[0]):
+                for q in range(npos):
+                    out[n, f, q] = out[n, f, q] + bias[f]
+
+
+def _backward_part(grad, cols, w_t, per_image, dx, pieces, k, p, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cuts):  # noqa: ANN001, ANN202
+    """Pieces k, k+p, … of :func:`backward`: per image and group, per_image[n, g] = dOut[n, g] @ cols[n, g]ᵀ
+    (one sgemm); where dx has images, also dcols = w_t[g] @ dOut[n, g] (one sgemm), added back into dx (col2im).
+
+    grad [N, F, H_out·W_out]; cols [N, C·k_h·k_w, H_out·W_out]; w_t [G, C/G·k_h·k_w, F/G];
+    per_image [N, G, F/G, C/G·k_h·k_w]; dx [N, C, H, W], or with no images for no input gradient.
+    """
+    groups, ckk, fg = w_t.shape
+    npos = ho * wo
+    one, zero = np.float32(1.0), np.float32(0.0)
+    need_dx = dx.shape[0] > 0
+    dcols = np.empty((IMAGES_PER_PIECE if need_dx else 0, groups * ckk, npos), dtype=np.float32)
+    for i in range(k, pieces.shape[0], p):
+        n0, n1 = pieces[i, 0], pieces[i, 1]
+        for n in range(n0, n1):
+            for g in range(groups):
+                a, b, c = grad[n, g * fg :], cols[n, g * ckk :], per_image[n, g]
+                _sgemm(ROW_MAJOR, NO_TRANS, TRANS, fg, ckk, npos, one, a.ctypes, npos, b.ctypes, npos,
+                       zero, c.ctypes, ckk)  # fmt: skip
+                if need_dx:
+                    d = dcols[n - n0, g * ckk :]
+                    _sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, ckk, npos, fg, one, w_t[g].ctypes, fg, a.ctypes, npos,
+                           zero, d.ctypes, npos)  # fmt: skip
+        if need_dx:
+            _col2im_nb(dcols[: n1 - n0], n0, n1, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, dx, cuts)
+
+
+@functools.cache
+def _part_kernels() -> SimpleNamespace | None:
+    """The one-call part kernels, or None where NumPy's OpenBLAS cannot be called from Numba (:mod:`._blas`)."""
+    global _im2col_nb, _col2im_nb, _sgemm
+    try:
+        from ._blas import sgemm
+    except (ImportError, OSError):
+        return None
+    kernels = _kernels()
+    _im2col_nb, _col2im_nb, _sgemm = kernels.im2col, kernels.col2im, sgemm
+    return compile_kernels(forward_part=_forward_part, backward_part=_backward_part)
+
+
+def one_call_parts(dtype: Any) -> bool:
+    """Whether :func:`forward` and :func:`backward` run each part as one Numba call for ``dtype``:
+    float32, where Numba and NumPy's bundled OpenBLAS are there (:mod:`._blas`). Such a part holds the
+    GIL only to start, so two threads run two parts at once, and even LeNet-5's small layers gain."""
+    return AVAILABLE and dtype == np.float32 and _part_kernels() is not None
+
+
 def _cuts(kw: int, sw: int, dw: int, pl: int, wo: int, w: int) -> np.ndarray:
     """[k_w, 2]: for tap column j, the output columns lo ≤ ox < hi whose input column
     ox·s_w + j·d_w − P_l lies inside [0, W) (the others read padding)."""
@@ -130,17 +212,23 @@ def forward(
     ``geometry`` = ((k_h, k_w), (s_h, s_w), (d_h, d_w), (P_t, P_l), (H_out, W_out)).
     """
     x = np.ascontiguousarray(x)
-    n, c = x.shape[:2]
+    n = x.shape[0]
     groups, fg, ckk = w_mat.shape
     g = _geometry(geometry)
     ho, wo = g[-2:]
     cols = np.empty((n, groups * ckk, ho * wo), dtype=x.dtype)
     out = np.empty((n, groups * fg, ho, wo), dtype=x.dtype)
+    pieces = _pieces(n)
+    cuts = _cuts(g[1], g[3], g[5], g[7], wo, x.shape[3])
+    if one_call_parts(x.dtype) and w_mat.dtype == x.dtype and (bias is None or bias.dtype == x.dtype):
+        part = _part_kernels().forward_part
+        b = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias)
+        table, out3 = np.array(pieces, dtype=np.int64), out.reshape(n, groups * fg, ho * wo)
+        parallel(lambda k, p: part(x, w_mat, b, cols, out3, table, k, p, *g, cuts), min(parts, len(pieces)))
+        return out, cols
     out4 = out.reshape(n, groups, fg, ho * wo)
     cols4 = cols.reshape(n, groups, ckk, ho * wo)
     kernels = _kernels()
-    pieces = _pieces(n)
-    cuts = _cuts(g[1], g[3], g[5], g[7], wo, x.shape[3])
 
     def work(k: int, p: int) -> None:
         for n0, n1 in pieces[k::p]:
@@ -167,10 +255,16 @@ def backward(
     cols4 = cols.reshape(n, groups, ckk, ho * wo)
     per_image = np.empty((n, groups, fg, ckk), dtype=grad.dtype)
     dx = np.empty(x_shape, dtype=grad.dtype) if need_dx else None
-    w_t = np.ascontiguousarray(w_mat.transpose(0, 2, 1)) if need_dx else None
+    w_t = np.ascontiguousarray(w_mat.transpose(0, 2, 1))
     kernels = _kernels()
     pieces = _pieces(n)
     cuts = _cuts(g[1], g[3], g[5], g[7], wo, x_shape[3])
+    if one_call_parts(grad.dtype) and cols.dtype == w_mat.dtype == grad.dtype:
+        part = _part_kernels().backward_part
+        table, g3 = np.array(pieces, dtype=np.int64), grad.reshape(n, groups * fg, ho * wo)
+        d = dx if dx is not None else np.empty((0, 0, 0, 0), grad.dtype)
+        parallel(lambda k, p: part(g3, cols, w_t, per_image, d, table, k, p, *g, cuts), min(parts, len(pieces)))
+        return dx, _in_image_order(per_image, kernels)
 
     def work(k: int, p: int) -> None:
         dcols = np.empty((IMAGES_PER_PIECE, groups, ckk, ho * wo), dtype=grad.dtype) if need_dx else None
@@ -182,6 +276,11 @@ def backward(
                 kernels.col2im(d.reshape(n1 - n0, groups * ckk, ho * wo), n0, n1, *g, dx, cuts)
 
     parallel(work, min(parts, len(pieces)))
-    dw = np.empty(per_image.shape[1:], dtype=grad.dtype)  # added in image order: one rounding on any thread count
-    kernels.add_rows(per_image.reshape(n, -1), dw.reshape(-1))
-    return dx, dw
+    return dx, _in_image_order(per_image, kernels)
+
+
+def _in_image_order(per_image: np.ndarray, kernels: SimpleNamespace) -> np.ndarray:
+    """dW = per_image[0] + per_image[1] + …, in image order: one rounding on any thread count."""
+    dw = np.empty(per_image.shape[1:], dtype=per_image.dtype)
+    kernels.add_rows(per_image.reshape(per_image.shape[0], -1), dw.reshape(-1))
+    return dw
