@@ -67,6 +67,18 @@ def test_fit_learns_shapes(shapes_train, shapes_test, tmp_path):
     assert load_checkpoint(tmp_path / "last.safetensors").meta.epoch == 3
 
 
+def test_progress_bar_closes_with_the_epochs_own_loss_and_accuracy(shapes_train, capsys):
+    """The bar's loss and accuracy are refreshed at most every POSTFIX_EVERY_S, but the line each
+    epoch's bar leaves behind shows that epoch's final figures (those in the history)."""
+    model = lenet5(rng=0)
+    hist = fit(model, _loader(shapes_train, 320), epochs=2, optimizer=SGD(model.parameters(), lr=0.05),
+               progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    for e in hist.epochs:
+        finals = [line for line in err.replace("\r", "\n").splitlines() if f"epoch {e['epoch']}/2" in line]
+        assert f"loss={e['train_loss']:.4f}" in finals[-1] and f"acc={e['train_acc']:.2%}" in finals[-1], finals[-1]
+
+
 # ------------------------------------------------------------------------ reproducibility
 def _one_epoch(ds, seed):
     model = lenet5(rng=seed)

@@ -68,6 +68,16 @@ class RunInfo:
 LOSSES = {"cross_entropy": "multiclass", "binary_cross_entropy": "binary"}
 # At the end of an epoch, curves.png is redrawn only if this many seconds passed since it last was.
 PLOT_EVERY_S = 30.0
+# The progress bar's loss, accuracy and images/s are recomputed at most this often (tqdm redraws the
+# bar every 0.1 s anyway): formatting them each step took 28 µs, 0.4 % of a 2-thread LeNet-5 epoch.
+POSTFIX_EVERY_S = 0.1
+
+
+def _show_progress(bar: Any, acc_state: dict[str, Any], images_per_s: float) -> None:
+    """The progress bar's running loss, accuracy and speed (shown at its next redraw)."""
+    bar.set_postfix(loss=f"{acc_state['loss_sum'] / acc_state['seen']:.4f}",
+                    acc=f"{acc_state['correct'] / acc_state['seen']:.2%}",
+                    img_s=f"{images_per_s:.0f}", refresh=False)  # fmt: skip
 
 
 def _loss_fn(name: str, label_smoothing: float) -> Any:
@@ -489,7 +499,7 @@ def fit(
             bar = tqdm(total=len(train), initial=train.state_dict().get("position", 0),
                        desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=True,
                        unit="batch", dynamic_ncols=True)  # fmt: skip
-            t_last, n_last = time.perf_counter(), 0
+            t_last, n_last, t_shown = time.perf_counter(), 0, -POSTFIX_EVERY_S
             for x, y in train:
                 try:
                     if ddp is not None:  # [distributed] this rank's part of the batch; gradients averaged over ranks
@@ -532,9 +542,9 @@ def fit(
                 bar.update(1)
                 if progress:
                     now = time.perf_counter()
-                    bar.set_postfix(loss=f"{acc_state['loss_sum'] / acc_state['seen']:.4f}",
-                                    acc=f"{acc_state['correct'] / acc_state['seen']:.2%}",
-                                    img_s=f"{n_last / max(now - t_last, 1e-9):.0f}", refresh=False)  # fmt: skip
+                    if now - t_shown >= POSTFIX_EVERY_S:
+                        _show_progress(bar, acc_state, n_last / max(now - t_last, 1e-9))
+                        t_shown = now
                     if now - t_last > 2:
                         t_last, n_last = now, 0
                 # At the epoch's last batch the loader has moved on to the next epoch, so a
@@ -547,6 +557,8 @@ def fit(
                     break
             else:
                 mid_epoch = False
+            if progress and acc_state["seen"]:  # the figures the bar closes with are the epoch's last
+                _show_progress(bar, acc_state, n_last / max(time.perf_counter() - t_last, 1e-9))
             bar.close()
             acc_state["seconds"] += time.perf_counter() - t_epoch
             if ddp is not None and not mid_epoch:  # [distributed] averaged batch-norm statistics, same weights
